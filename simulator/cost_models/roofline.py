@@ -1,0 +1,167 @@
+"""Roofline cost model: every operator of a step priced from datasheet peaks.
+
+Each operator costs ``max(FLOPs / (peak * efficiency), bytes / (bandwidth * efficiency))`` plus
+one kernel launch (Williams et al., "Roofline", CACM 2009). A step runs, per layer at the
+tensor-parallel shard shapes of Megatron-LM (Shoeybi et al. 2019, Sec. 3):
+
+    fused add + RMSNorm -> QKV GEMM -> rotary -> KV-cache write -> attention (prefill, decode)
+    -> O GEMM -> all-reduce -> fused add + RMSNorm -> gate/up GEMM -> SiLU*mul -> down GEMM
+    -> all-reduce
+
+plus the embedding lookup, the final norm, lm_head and sampling for the requests that sample a
+token, pipeline-stage sends, and a per-iteration CPU overhead. The all-reduce follows the ring
+algorithm: ``2 (p - 1) / p * bytes / link bandwidth`` plus ``2 (p - 1)`` hops of link latency
+(Patarasuk & Yuan, JPDC 2009). A step's layers run stage after stage for one batch; pipelining
+several batches across stages is not modelled.
+
+Token-count-only parts are memoized per token count, so pricing a step is a dict lookup plus
+O(1) attention terms for decodes and O(prefills) for prefills.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulator.batch import Batch
+from simulator.scenario import RooflineConfig
+from simulator.specs.gpu import GPUSpec
+from simulator.specs.model import ModelSpec
+
+
+class RooflineCostModel:
+    """Roofline prices for one replica (TP x PP GPUs of one kind).
+
+    Args:
+        model: the model's architecture.
+        gpu: datasheet numbers of each GPU.
+        tensor_parallel_size: GPUs a layer is sharded over.
+        pipeline_parallel_size: stages the layers are split into.
+        params: efficiencies, launch and CPU overheads.
+        dtype_bytes: bytes per weight, activation and KV element (2 for bf16/fp16).
+    """
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        gpu: GPUSpec,
+        tensor_parallel_size: int,
+        pipeline_parallel_size: int,
+        params: RooflineConfig,
+        dtype_bytes: int = 2,
+    ) -> None:
+        tp = tensor_parallel_size
+        self.model, self.gpu, self.tp, self.pp, self.params = model, gpu, tp, pipeline_parallel_size, params
+        self.dtype_bytes = dtype_bytes
+        self._gemm_flops = gpu.bf16_flops * params.gemm_flops_efficiency
+        self._gemm_bandwidth = gpu.memory_bandwidth * params.gemm_bandwidth_efficiency
+        self._attention_flops = gpu.bf16_flops * params.attention_flops_efficiency
+        self._attention_bandwidth = gpu.memory_bandwidth * params.attention_bandwidth_efficiency
+        self._elementwise_bandwidth = gpu.memory_bandwidth * params.elementwise_bandwidth_efficiency
+        self._link_bandwidth = gpu.link_bandwidth * params.link_bandwidth_efficiency
+        # Per-GPU head counts; KV heads are replicated when TP exceeds them (vLLM does the same).
+        self.q_heads = model.num_attention_heads // tp
+        self.kv_heads = max(1, model.num_kv_heads // tp)
+        self.layers = model.num_layers
+        self._token_time_cache: dict[int, float] = {}
+        self._sample_time_cache: dict[int, float] = {}
+
+    # -- operators -------------------------------------------------------------------------
+    def gemm_time(self, m: int, k: int, n: int) -> float:
+        """Time of an [m, k] x [k, n] GEMM (s): 2mkn FLOPs; reads A and B, writes C."""
+        flops = 2.0 * m * k * n
+        nbytes = (m * k + k * n + m * n) * self.dtype_bytes
+        return max(flops / self._gemm_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+
+    def elementwise_time(self, nbytes: float) -> float:
+        """Time of a memory-bound elementwise kernel moving ``nbytes`` bytes (s)."""
+        return nbytes / self._elementwise_bandwidth + self.params.kernel_launch_s
+
+    def all_reduce_time(self, nbytes: float) -> float:
+        """Ring all-reduce of ``nbytes`` bytes over the TP group (s); 0 without TP."""
+        p = self.tp
+        if p == 1:
+            return 0.0
+        return 2 * (p - 1) / p * nbytes / self._link_bandwidth + 2 * (p - 1) * self.gpu.link_latency_s
+
+    def attention_prefill_time(self, new_tokens: list[int], prefix_tokens: list[int]) -> float:
+        """One layer's prefill attention (varlen FlashAttention over all prefill entries) (s).
+
+        Each of an entry's n new tokens attends causally to its c cached tokens and the new
+        tokens before it: QK^T and PV cost 4 * heads * head_dim * n * (c + (n + 1) / 2) FLOPs.
+        Bytes: Q and O of the new tokens, K and V of cached plus new tokens.
+        """
+        d, b = self.model.head_dim, self.dtype_bytes
+        work = kv_tokens = q_tokens = 0.0
+        for n, c in zip(new_tokens, prefix_tokens):
+            work += n * (c + (n + 1) / 2)
+            kv_tokens += c + n
+            q_tokens += n
+        flops = 4.0 * self.q_heads * d * work
+        nbytes = (2 * q_tokens * self.q_heads + 2 * kv_tokens * self.kv_heads) * d * b
+        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self.params.kernel_launch_s
+
+    def attention_decode_time(self, num_requests: int, context_tokens: int) -> float:
+        """One layer's decode attention (PagedAttention over the block tables) (s).
+
+        Reads K and V of every context token of every request (memory-bound); 4 * heads *
+        head_dim FLOPs per context token; Q and O per request.
+        """
+        d, b = self.model.head_dim, self.dtype_bytes
+        flops = 4.0 * self.q_heads * d * context_tokens
+        nbytes = (2 * context_tokens * self.kv_heads + 2 * num_requests * self.q_heads) * d * b
+        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self.params.kernel_launch_s
+
+    # -- parts of a step -------------------------------------------------------------------
+    def layer_token_time(self, num_tokens: int) -> float:
+        """One layer's time for ``num_tokens`` tokens, attention excluded (s)."""
+        m, tp, b = num_tokens, self.tp, self.dtype_bytes
+        h, d, inter = self.model.hidden_size, self.model.head_dim, self.model.intermediate_size // tp
+        q_width, kv_width = self.q_heads * d, self.kv_heads * d
+        t = self.gemm_time(m, h, q_width + 2 * kv_width)  # QKV
+        t += self.gemm_time(m, q_width, h)  # O
+        t += self.gemm_time(m, h, 2 * inter)  # gate and up, fused
+        t += self.gemm_time(m, inter, h)  # down
+        t += 2 * self.elementwise_time(4 * m * h * b)  # fused residual add + RMSNorm: read 2, write 2
+        t += self.elementwise_time(2 * m * (q_width + kv_width) * b)  # rotary on Q and K
+        t += self.elementwise_time(2 * m * 2 * kv_width * b)  # write K and V into the cache
+        t += self.elementwise_time(3 * m * inter * b)  # SiLU(gate) * up: read 2, write 1
+        t += 2 * self.all_reduce_time(m * h * b)  # after O and after down
+        return t
+
+    def token_time(self, num_tokens: int) -> float:
+        """All layers' attention-free time plus embedding and stage sends (s), memoized."""
+        t = self._token_time_cache.get(num_tokens)
+        if t is None:
+            h, b = self.model.hidden_size, self.dtype_bytes
+            t = self.layers * self.layer_token_time(num_tokens)
+            t += self.elementwise_time(2 * num_tokens * h * b)  # embedding gather
+            if self.tp > 1:
+                t += self.all_reduce_time(num_tokens * h * b)  # vocab-parallel embedding
+            # Activations cross each pipeline-stage boundary once.
+            t += (self.pp - 1) * (num_tokens * h * b / self._link_bandwidth + self.gpu.link_latency_s)
+            self._token_time_cache[num_tokens] = t
+        return t
+
+    def sample_time(self, num_sampled: int) -> float:
+        """Final norm, lm_head, logits gather and sampling for ``num_sampled`` requests (s)."""
+        t = self._sample_time_cache.get(num_sampled)
+        if t is None:
+            h, vocab, b, s = self.model.hidden_size, self.model.vocab_size, self.dtype_bytes, num_sampled
+            t = self.elementwise_time(2 * s * h * b)  # final RMSNorm
+            t += self.gemm_time(s, h, math.ceil(vocab / self.tp))
+            if self.tp > 1:  # gather the vocab shards of the logits
+                t += (self.tp - 1) / self.tp * s * vocab * 4 / self._link_bandwidth + self.gpu.link_latency_s
+            t += self.elementwise_time(3 * s * vocab * 4)  # fp32 softmax and sampling passes
+            self._sample_time_cache[num_sampled] = t
+        return t
+
+    def step_time(self, batch: Batch) -> float:
+        """Seconds one iteration of ``batch`` takes on this replica."""
+        t = self.token_time(batch.num_tokens)
+        if batch.num_prefill_tokens:
+            t += self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+        if batch.num_decode_tokens:
+            t += self.layers * self.attention_decode_time(batch.num_decode_tokens, batch.decode_context_tokens)
+        if batch.num_sampled_tokens:
+            t += self.sample_time(batch.num_sampled_tokens)
+        return t + self.params.cpu_overhead_s + self.params.cpu_overhead_per_request_s * len(batch.requests)

@@ -1,0 +1,142 @@
+"""A deployment resolved from a scenario: specs, parallelism checks and KV-cache capacity.
+
+Everything here can fail on the user's input, and fails with a ``ScenarioError`` naming the
+scenario file, the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from simulator.errors import ScenarioError
+from simulator.scenario import Scenario
+from simulator.specs.gpu import GPUS, GPUSpec
+from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
+
+GIB = 1024**3
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2}
+# Memory vLLM reserves outside weights, activations and the KV cache: CUDA context, cuBLAS and
+# NCCL workspaces, CUDA graphs. About 1.5 GiB on an H100 (vLLM startup logs of "non-torch memory"
+# plus CUDA-graph capture); an estimate until a profile bundle measures it.
+NON_TORCH_RESERVE_BYTES = 1.5 * GIB
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What one replica is: model, GPU, parallelism, context and KV-cache sizes.
+
+    Attributes:
+        model: architecture.
+        gpu: datasheet numbers.
+        tensor_parallel_size, pipeline_parallel_size: GPUs per replica = their product.
+        dtype_bytes: bytes per weight/activation/KV element.
+        max_model_len: longest prompt plus output (tokens).
+        max_num_batched_tokens: most tokens per iteration.
+        num_kv_blocks: KV cache blocks per replica (each holds block_size tokens on every GPU).
+        weight_bytes_per_gpu, activation_reserve_bytes, kv_cache_bytes_per_gpu: the memory plan.
+    """
+
+    model: ModelSpec
+    gpu: GPUSpec
+    tensor_parallel_size: int
+    pipeline_parallel_size: int
+    dtype_bytes: int
+    max_model_len: int
+    max_num_batched_tokens: int
+    num_kv_blocks: int
+    weight_bytes_per_gpu: float
+    activation_reserve_bytes: float
+    kv_cache_bytes_per_gpu: float
+
+
+def resolve_model(scenario: Scenario, source: str) -> ModelSpec:
+    """The model spec named by ``model.config`` (a config.json path) or ``model.name``."""
+    if scenario.model.config is not None:
+        return model_spec_from_hf_config(scenario.model.config)
+    spec = bundled_model_spec(scenario.model.name)
+    if spec is None:
+        known = ", ".join(bundled_model_names())
+        raise ScenarioError(source, "model.name", scenario.model.name, "unknown model", f"use one of {known}, or set model.config to a Hugging Face config.json")
+    return spec
+
+
+def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int, dtype_bytes: int) -> float:
+    """Weight bytes on the most loaded GPU of a TP x PP replica.
+
+    Layers split evenly over stages (the first stages take the remainder); the embedding sits on
+    the first stage and lm_head on the last, both vocab-sharded over TP.
+    """
+    layer_params = (model.num_params - model.vocab_size * model.hidden_size * (1 if model.tie_word_embeddings else 2)) / model.num_layers
+    embedding = model.vocab_size * model.hidden_size
+    vocab_params = embedding if model.tie_word_embeddings or pp > 1 else 2 * embedding
+    return (math.ceil(model.num_layers / pp) * layer_params + vocab_params) / tp * dtype_bytes
+
+
+def activation_reserve_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int, dtype_bytes: int) -> float:
+    """Peak activation memory of a forward pass at ``max_num_batched_tokens`` tokens (bytes).
+
+    vLLM sizes the KV cache after a profiling forward pass at this size (``determine_num_
+    available_blocks``). Peak: the gate/up output and the activation (3 I / tp per token), the
+    QKV output, four hidden-size buffers (residual, normed input, attention output, MLP output),
+    fp32 logits for ``max_num_seqs`` sampled tokens, plus the non-torch reserve.
+    """
+    per_token = 3 * model.intermediate_size / tp + (model.num_attention_heads + 2 * model.num_kv_heads) * model.head_dim / tp + 4 * model.hidden_size
+    logits = max_num_seqs * model.vocab_size / tp * 4
+    return max_num_batched_tokens * per_token * dtype_bytes + logits + NON_TORCH_RESERVE_BYTES
+
+
+def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deployment:
+    """Resolve and check the model, GPU, parallelism and memory plan of ``scenario``.
+
+    KV-cache capacity per GPU = memory x gpu_memory_utilization - weights - activation reserve;
+    blocks = that / (2 x block_size x layers per stage x KV heads per GPU x head_dim x bytes).
+
+    Raises:
+        ScenarioError: unknown model or GPU; a TP degree that does not divide the attention
+            heads, KV heads or MLP width; more stages than layers; a model that does not fit;
+            zero KV blocks; a context longer than the KV cache; a token budget below the context.
+    """
+    model = resolve_model(scenario, source)
+    gpu = GPUS.get(scenario.hardware.gpu.lower())
+    if gpu is None:
+        raise ScenarioError(source, "hardware.gpu", scenario.hardware.gpu, "unknown GPU", f"use one of {', '.join(GPUS)}")
+    tp, pp = scenario.cluster.tensor_parallel_size, scenario.cluster.pipeline_parallel_size
+    if model.num_attention_heads % tp:
+        options = [n for n in range(1, model.num_attention_heads + 1) if model.num_attention_heads % n == 0 and (model.num_kv_heads % n == 0 or n % model.num_kv_heads == 0)]
+        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"does not divide the {model.num_attention_heads} attention heads of {model.name}", f"use one of {', '.join(map(str, options))}")
+    if model.num_kv_heads % tp and tp % model.num_kv_heads:
+        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}", "use a TP degree that divides the KV heads or is a multiple of them")
+    if model.intermediate_size % tp:
+        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
+    if pp > model.num_layers:
+        raise ScenarioError(source, "cluster.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
+
+    sched = scenario.scheduler
+    dtype_bytes = _DTYPE_BYTES[scenario.model.dtype]
+    max_model_len = scenario.model.max_model_len or model.max_position_embeddings
+    max_num_batched_tokens = sched.max_num_batched_tokens or max(max_model_len, 2048)
+    if max_num_batched_tokens < max_model_len:
+        raise ScenarioError(source, "scheduler.max_num_batched_tokens", max_num_batched_tokens, f"is below max_model_len {max_model_len}, so long prompts could never be scheduled (vLLM v0 refuses this too)", f"set it to at least {max_model_len} or lower model.max_model_len")
+
+    weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes)
+    activations = activation_reserve_bytes(model, tp, max_num_batched_tokens, sched.max_num_seqs, dtype_bytes)
+    usable = gpu.memory_bytes * sched.gpu_memory_utilization
+    kv_bytes = usable - weights - activations
+    layers_per_stage = math.ceil(model.num_layers / pp)
+    block_bytes = 2 * sched.block_size * layers_per_stage * max(1, model.num_kv_heads // tp) * model.head_dim * dtype_bytes
+    if sched.num_gpu_blocks_override is not None:
+        num_blocks = sched.num_gpu_blocks_override
+    else:
+        if weights >= usable:
+            raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"{model.name} needs {weights / GIB:.1f} GiB of weights per GPU but {gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization {sched.gpu_memory_utilization}", "raise tensor_parallel_size or pipeline_parallel_size, or pick a GPU with more memory")
+        num_blocks = int(kv_bytes // block_bytes)
+        if num_blocks < 1:
+            raise ScenarioError(source, "scheduler.gpu_memory_utilization", sched.gpu_memory_utilization, f"leaves no memory for KV cache blocks ({weights / GIB:.1f} GiB weights + {activations / GIB:.1f} GiB activations of {usable / GIB:.1f} GiB usable)", "raise gpu_memory_utilization or tensor_parallel_size, or lower max_num_batched_tokens")
+    if num_blocks * sched.block_size < max_model_len:
+        raise ScenarioError(source, "model.max_model_len", max_model_len, f"exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", "lower model.max_model_len or give the KV cache more memory")
+    return Deployment(
+        model=model, gpu=gpu, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype_bytes=dtype_bytes,
+        max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, num_kv_blocks=num_blocks,
+        weight_bytes_per_gpu=weights, activation_reserve_bytes=activations, kv_cache_bytes_per_gpu=num_blocks * block_bytes,
+    )

@@ -1,0 +1,77 @@
+"""Paged KV cache of one replica: a pool of fixed-size blocks and each request's block count.
+
+The vLLM model (Kwon et al., "Efficient Memory Management for Large Language Model Serving with
+PagedAttention", SOSP'23, Sec. 4): the KV cache is cut into blocks of ``block_size`` tokens; a
+request's block table maps its logical blocks to physical ones, so it needs
+``ceil(tokens / block_size)`` blocks and no contiguous space. Without prefix caching the
+physical block ids do not change any timing, so the manager keeps counts only:
+
+    pool:      [##########..........]   num_blocks = used + free
+    request 7: tokens 0..37 -> 3 blocks (block_size 16): 16 + 16 + 6, 10 slots free in the last
+    a decode writes token 38 into the last block; token 48 would need a 4th block
+
+Blocks are allocated when a request is admitted (for every token it will compute), one more when
+a decode step crosses a block boundary, and all freed when it finishes or is preempted. Admission
+keeps a watermark of free blocks so running requests can still grow (vLLM v0
+``BlockSpaceManager.can_allocate``).
+"""
+
+from __future__ import annotations
+
+from simulator.request import Request
+
+
+class BlockManager:
+    """Counts KV cache blocks: total, free, and held per request.
+
+    Args:
+        num_blocks: blocks in the pool (>= 1).
+        block_size: tokens per block (>= 1).
+        watermark: fraction of blocks admission leaves free (vLLM's default 0.01).
+    """
+
+    def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01) -> None:
+        assert num_blocks >= 1 and block_size >= 1, "the KV cache needs at least one block of one token"
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self.watermark_blocks = int(watermark * num_blocks)
+        self.num_free_blocks = num_blocks
+        self._num_blocks_held: dict[int, int] = {}  # request_id -> blocks in its block table
+
+    @property
+    def num_used_blocks(self) -> int:
+        return self.num_blocks - self.num_free_blocks
+
+    def num_blocks_for(self, num_tokens: int) -> int:
+        """Blocks needed to hold ``num_tokens`` tokens: ceil(num_tokens / block_size)."""
+        return -(-num_tokens // self.block_size)
+
+    def num_blocks_held(self, request: Request) -> int:
+        return self._num_blocks_held.get(request.request_id, 0)
+
+    def can_allocate(self, num_tokens: int) -> bool:
+        """Whether a request holding ``num_tokens`` tokens can be admitted above the watermark."""
+        return self.num_free_blocks - self.num_blocks_for(num_tokens) >= self.watermark_blocks
+
+    def allocate(self, request: Request, num_tokens: int) -> None:
+        """Give ``request`` (holding no blocks) a block table for ``num_tokens`` tokens."""
+        needed = self.num_blocks_for(num_tokens)
+        assert request.request_id not in self._num_blocks_held, f"request {request.request_id} already holds blocks"
+        assert needed <= self.num_free_blocks, f"allocating {needed} blocks with {self.num_free_blocks} free"
+        self._num_blocks_held[request.request_id] = needed
+        self.num_free_blocks -= needed
+
+    def needs_block(self, request: Request, num_tokens: int) -> int:
+        """Blocks ``request`` must gain to hold ``num_tokens`` tokens (0 if it has room)."""
+        return max(0, self.num_blocks_for(num_tokens) - self._num_blocks_held[request.request_id])
+
+    def grow(self, request: Request, num_blocks: int) -> None:
+        """Append ``num_blocks`` blocks to ``request``'s block table."""
+        assert num_blocks <= self.num_free_blocks, f"growing by {num_blocks} blocks with {self.num_free_blocks} free"
+        self._num_blocks_held[request.request_id] += num_blocks
+        self.num_free_blocks -= num_blocks
+
+    def free(self, request: Request) -> None:
+        """Return every block of ``request`` to the pool (on finish or preemption)."""
+        self.num_free_blocks += self._num_blocks_held.pop(request.request_id)
+        assert self.num_free_blocks <= self.num_blocks, "freed more blocks than the pool holds"

@@ -1,0 +1,124 @@
+"""Metrics, computed after the run from the records kept during it (DESIGN.md, Metrics).
+
+Definitions (part of the interface):
+
+* TTFT = first-token time - arrival time; the first token appears at the end of the iteration
+  that finishes the prompt.
+* TPOT = (finish time - first-token time) / (output tokens - 1), for requests with more than one
+  output token (NaN otherwise).
+* TBT = every gap between consecutive output tokens of a request; P50/P99 over all gaps.
+* E2E = finish - arrival; normalized E2E = E2E / output tokens.
+* Scheduling delay = first time scheduled - arrival.
+* Duration = first arrival to last finish; throughputs are per second of duration.
+* SLO attainment = fraction of requests meeting every SLO set (an undefined TPOT meets the TPOT
+  SLO); goodput = such requests per second.
+
+Percentiles are numpy's linear interpolation between order statistics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from simulator.replica import ITERATION_COLUMNS
+from simulator.request import Request
+from simulator.scenario import SLOConfig
+
+
+def request_table(requests: list[Request], slo: SLOConfig) -> pd.DataFrame:
+    """One row per request: times (s on the simulation clock), token counts and latencies (s)."""
+    df = pd.DataFrame(
+        {
+            "request_id": np.array([r.request_id for r in requests], dtype=np.int64),
+            "replica_id": np.array([r.replica_id for r in requests], dtype=np.int64),
+            "arrival_time": np.array([r.arrival_time for r in requests], dtype=float),
+            "first_scheduled_time": np.array([r.first_scheduled_time for r in requests], dtype=float),
+            "first_token_time": np.array([r.first_token_time for r in requests], dtype=float),
+            "finish_time": np.array([r.finish_time for r in requests], dtype=float),
+            "num_prompt_tokens": np.array([r.num_prompt_tokens for r in requests], dtype=np.int64),
+            "num_output_tokens": np.array([r.num_output_tokens for r in requests], dtype=np.int64),
+            "num_preemptions": np.array([r.num_preemptions for r in requests], dtype=np.int64),
+        }
+    )
+    df["ttft_s"] = df["first_token_time"] - df["arrival_time"]
+    decode_tokens = (df["num_output_tokens"] - 1).where(df["num_output_tokens"] > 1)
+    df["tpot_s"] = (df["finish_time"] - df["first_token_time"]) / decode_tokens
+    df["e2e_s"] = df["finish_time"] - df["arrival_time"]
+    df["normalized_e2e_s"] = df["e2e_s"] / df["num_output_tokens"]
+    df["scheduling_delay_s"] = df["first_scheduled_time"] - df["arrival_time"]
+    df["meets_slo"] = meets_slo(df, slo)
+    return df
+
+
+def meets_slo(df: pd.DataFrame, slo: SLOConfig) -> pd.Series:
+    """Per request, whether it finished and met every SLO set (NaN TPOT meets the TPOT SLO)."""
+    ok = df["finish_time"].notna()
+    if slo.ttft_s is not None:
+        ok &= df["ttft_s"] <= slo.ttft_s
+    if slo.tpot_s is not None:
+        ok &= df["tpot_s"].isna() | (df["tpot_s"] <= slo.tpot_s)
+    if slo.e2e_s is not None:
+        ok &= df["e2e_s"] <= slo.e2e_s
+    return ok
+
+
+def iteration_table(records: list[tuple]) -> pd.DataFrame:
+    """One row per iteration (columns: ``ITERATION_COLUMNS``), sorted by start time."""
+    df = pd.DataFrame.from_records(records, columns=list(ITERATION_COLUMNS))
+    return df.sort_values(["start_time", "replica_id"], kind="stable", ignore_index=True)
+
+
+def token_gaps(requests: list[Request]) -> np.ndarray:
+    """Every gap between consecutive output tokens of every request (s), concatenated."""
+    gaps = [np.diff(np.frombuffer(r.token_times, dtype=np.float64)) for r in requests if len(r.token_times) > 1]
+    return np.concatenate(gaps) if gaps else np.empty(0)
+
+
+def _stats(values: pd.Series | np.ndarray, keys: tuple[str, ...] = ("mean", "p50", "p90", "p99")) -> dict[str, float | None]:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return {k: None for k in keys}
+    out: dict[str, float | None] = {}
+    for k in keys:
+        out[k] = float(arr.mean()) if k == "mean" else float(np.percentile(arr, float(k[1:])))
+    return out
+
+
+def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarray, slo: SLOConfig) -> dict:
+    """The run's summary (the keys of ``summary.json``; times in s, rates per s).
+
+    Raises nothing; a run with no finished request reports zero throughput and None latencies.
+    """
+    done = requests[requests["finish_time"].notna()]
+    start = float(requests["arrival_time"].min()) if len(requests) else 0.0
+    end = float(done["finish_time"].max()) if len(done) else start
+    duration = end - start
+    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    num_output = int(done["num_output_tokens"].sum())
+    num_total = num_output + int(done["num_prompt_tokens"].sum())
+    num_good = int(requests["meets_slo"].sum())
+    return {
+        "num_requests": int(len(requests)),
+        "num_completed": int(len(done)),
+        "duration_s": duration,
+        "request_throughput_rps": per_s(len(done)),
+        "output_throughput_tps": per_s(num_output),
+        "total_throughput_tps": per_s(num_total),
+        "ttft_s": _stats(done["ttft_s"]),
+        "tpot_s": _stats(done["tpot_s"]),
+        "e2e_s": _stats(done["e2e_s"]),
+        "tbt_s": _stats(tbt_s, ("p50", "p99")),
+        "normalized_e2e_s": _stats(done["normalized_e2e_s"]),
+        "scheduling_delay_s": _stats(done["scheduling_delay_s"]),
+        "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "e2e_s": slo.e2e_s},
+        "slo_attainment": num_good / len(requests) if len(requests) else math.nan,
+        "goodput_rps": per_s(num_good),
+        "num_preemptions": int(requests["num_preemptions"].sum()),
+        "num_iterations": int(len(iterations)),
+        "mean_batch_size": float(iterations["batch_size"].mean()) if len(iterations) else 0.0,
+        "mean_kv_usage": float(iterations["kv_usage"].mean()) if len(iterations) else 0.0,
+    }

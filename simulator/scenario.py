@@ -1,0 +1,342 @@
+"""The scenario: one deployment under one workload, as one tree of frozen dataclasses.
+
+Loaded from YAML in one place (``load_scenario``), overridden from the command line with
+``--set a.b=value``, validated on load (types, unknown keys, ranges) and never mutated after.
+Checks that need the model and GPU specs (TP divides the heads, the model fits, KV blocks > 0)
+happen when the simulation is built (``simulator.deployment``), with the same kind of error.
+
+Every field has a default; the defaults are the quickstart scenario (``scenarios/quickstart.yaml``
+spells them out): Llama-3-8B on one H100-SXM, the vLLM scheduler, and a synthetic workload with
+the published statistics of the Azure 2023 conversation trace (Splitwise, ISCA'24, Table 2 and
+Fig. 3: 5.5 req/s; prompt mean 1155, median 1020; output mean 211, median 129 tokens).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from simulator.errors import ScenarioError
+
+_CONFIG = ConfigDict(extra="forbid")
+
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+
+def _frozen(cls):
+    return dataclass(frozen=True, config=_CONFIG)(cls)
+
+
+@_frozen
+class ModelConfig:
+    """Which model: a bundled name or a Hugging Face config.json path."""
+
+    name: str = "llama-3-8b"
+    config: str | None = None  # path to a Hugging Face config.json; overrides `name`
+    max_model_len: int | None = None  # tokens; default: the model's max_position_embeddings
+    dtype: Literal["bfloat16", "float16"] = "bfloat16"
+
+
+@_frozen
+class RooflineConfig:
+    """Efficiencies of the roofline cost model: achieved fraction of the datasheet peak.
+
+    Defaults are calibrated against measured H100 and A100 kernel timings (Vidur's public
+    profiles of Llama-2-7B/70B and Llama-3-8B layers; see benchmarks/calibrate_roofline.py).
+    """
+
+    gemm_flops_efficiency: Fraction = 0.70
+    gemm_bandwidth_efficiency: Fraction = 0.80
+    attention_flops_efficiency: Fraction = 0.55
+    attention_bandwidth_efficiency: Fraction = 0.70
+    elementwise_bandwidth_efficiency: Fraction = 0.60
+    link_bandwidth_efficiency: Fraction = 0.70
+    kernel_launch_s: NonNegativeFloat = 4e-6  # per kernel; vLLM replays decode steps in CUDA graphs
+    cpu_overhead_s: NonNegativeFloat = 1e-3  # per iteration: scheduling, input preparation, sampling
+    cpu_overhead_per_request_s: NonNegativeFloat = 1e-5  # per request in the batch
+
+
+
+@_frozen
+class HardwareConfig:
+    """Which GPU, and how to price a step on it."""
+
+    gpu: str = "h100-sxm"
+    roofline: RooflineConfig = dataclasses.field(default_factory=RooflineConfig)
+
+
+@_frozen
+class ClusterConfig:
+    """Replicas and the parallelism of each (one replica is one model copy on TP x PP GPUs)."""
+
+    num_replicas: PositiveInt = 1
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+    router: str = "round_robin"
+
+
+@_frozen
+class SchedulerConfig:
+    """The per-replica batching policy and its knobs (vLLM's names and defaults)."""
+
+    name: str = "vllm"
+    max_num_seqs: PositiveInt = 256
+    max_num_batched_tokens: PositiveInt | None = None  # default: max(max_model_len, 2048), as vLLM v0
+    block_size: PositiveInt = 16  # tokens per KV cache block
+    gpu_memory_utilization: Fraction = 0.9
+    watermark: Annotated[float, Field(ge=0, lt=1)] = 0.01  # fraction of KV blocks kept free when admitting prefills
+    num_gpu_blocks_override: PositiveInt | None = None  # force the KV cache size (blocks), as vLLM's flag
+    preemption_mode: Literal["recompute"] = "recompute"
+
+
+@_frozen
+class ArrivalConfig:
+    """An arrival process for synthetic workloads and for traces without timestamps."""
+
+    process: Literal["poisson", "gamma"] = "poisson"
+    rate: PositiveFloat = 5.5  # requests/s
+    cv: PositiveFloat = 1.0  # coefficient of variation of inter-arrival times (gamma only)
+
+
+@_frozen
+class LengthConfig:
+    """A token-length distribution: fixed, uniform, lognormal or empirical (from a trace file).
+
+    Samples are rounded and clipped to [min, max].
+    """
+
+    distribution: Literal["fixed", "uniform", "lognormal", "empirical"] = "lognormal"
+    value: PositiveInt | None = None  # fixed
+    mean: PositiveFloat | None = None  # lognormal
+    median: PositiveFloat | None = None  # lognormal
+    min: PositiveInt = 1
+    max: PositiveInt | None = None
+    file: str | None = None  # empirical: a trace file
+    column: str | None = None  # empirical: its column (default: the prompt or output column)
+
+    def __post_init__(self) -> None:
+        need = {"fixed": ("value",), "uniform": ("max",), "lognormal": ("mean", "median"), "empirical": ("file",)}
+        for name in need[self.distribution]:
+            if getattr(self, name) is None:
+                raise ValueError(f"distribution {self.distribution!r} needs `{name}`")
+        if self.max is not None and self.max < self.min:
+            raise ValueError("max must be >= min")
+        if self.distribution == "lognormal" and not 0 < self.median <= self.mean:
+            raise ValueError("lognormal needs 0 < median <= mean")
+
+
+@_frozen
+class WorkloadConfig:
+    """Where requests come from: a trace file, or a synthetic generator when ``trace`` is unset."""
+
+    trace: str | None = None
+    time_scale: PositiveFloat = 1.0  # replay k times faster: arrival times are divided by k
+    max_requests: PositiveInt | None = None  # keep the first N requests
+    max_duration_s: PositiveFloat | None = None  # keep requests arriving in the first T seconds
+    num_requests: PositiveInt = 2000  # synthetic workloads
+    arrival: ArrivalConfig = dataclasses.field(default_factory=ArrivalConfig)
+    prompt_tokens: LengthConfig = dataclasses.field(default_factory=lambda: LengthConfig(mean=1155, median=1020, max=7168))
+    output_tokens: LengthConfig = dataclasses.field(default_factory=lambda: LengthConfig(mean=211, median=129, max=1000))
+    on_invalid: Literal["error", "skip"] = "error"  # a bad trace row or too-long prompt: fail, or skip and count
+
+
+@_frozen
+class SLOConfig:
+    """Per-request latency targets; a request meets the SLO when it meets every one set."""
+
+    ttft_s: PositiveFloat | None = 2.0
+    tpot_s: PositiveFloat | None = 0.1
+    e2e_s: PositiveFloat | None = None
+
+
+@_frozen
+class OutputConfig:
+    """Where results go."""
+
+    dir: str | None = None  # default: reports/runs/<scenario name>
+    report: bool = True  # write the HTML report
+
+
+@_frozen
+class Scenario:
+    """One deployment under one workload."""
+
+    name: str = "quickstart"
+    description: str = ""
+    seed: int = 0
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    hardware: HardwareConfig = dataclasses.field(default_factory=HardwareConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
+    scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
+    workload: WorkloadConfig = dataclasses.field(default_factory=WorkloadConfig)
+    slo: SLOConfig = dataclasses.field(default_factory=SLOConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+
+_ADAPTER = TypeAdapter(Scenario)
+# Fields that hold file paths: relative paths in a YAML file are relative to that file.
+_PATH_FIELDS = ("model.config", "workload.trace", "workload.prompt_tokens.file", "workload.output_tokens.file")
+# A bare string stands for the section's main field: `model: llama-3-8b`, `hardware: h100-sxm`.
+_SHORTHANDS = {"model": "name", "hardware": "gpu", "scheduler": "name"}
+
+
+def _get(tree: dict, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _set(tree: dict, path: str, value: Any, source: str, defaults: dict | None = None) -> None:
+    """Set ``tree[a][b]... = value``; a missing section starts from ``defaults``' copy of it."""
+    keys = path.split(".")
+    for i, key in enumerate(keys[:-1]):
+        node = tree.get(key)
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        defaults = default
+        if node is None:
+            node = tree[key] = copy.deepcopy(default) if isinstance(default, dict) else {}
+        elif isinstance(node, str) and key in _SHORTHANDS and i == 0:
+            node = tree[key] = {_SHORTHANDS[key]: node}
+        elif not isinstance(node, dict):
+            raise ScenarioError(source, ".".join(keys[: i + 1]), node, "is not a section", "set a field of a section, e.g. workload.trace=PATH")
+        tree = node
+    tree[keys[-1]] = value
+
+
+def _resolve_paths(tree: dict, base: Path, only: set[str] | None = None) -> None:
+    for path in _PATH_FIELDS:
+        if only is not None and path not in only:
+            continue
+        value = _get(tree, path)
+        if isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            _set(tree, path, str((base / Path(value).expanduser()).resolve()), "")
+
+
+def _fix_for(error: dict, path: str) -> str:
+    kind = error["type"]
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        cls = _section_class(path.rsplit(".", 1)[0] if "." in path else "")
+        known = ", ".join(f.name for f in dataclasses.fields(cls)) if cls else ""
+        return f"remove it; known fields here: {known}"
+    if kind == "literal_error":
+        return "use one of the values listed"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        return "use a value in that range"
+    if kind.endswith("_type") or kind.endswith("_parsing") or kind.startswith("dataclass"):
+        return "give a value of the type this field takes (see scenarios/quickstart.yaml)"
+    return "see scenarios/quickstart.yaml for a valid example"
+
+
+def _section_class(path: str) -> type | None:
+    cls: type | None = Scenario
+    for key in filter(None, path.split(".")):
+        fields = {f.name: f for f in dataclasses.fields(cls)} if cls and dataclasses.is_dataclass(cls) else {}
+        if key not in fields:
+            return None
+        default = fields[key].default_factory() if fields[key].default_factory is not dataclasses.MISSING else None
+        cls = type(default) if dataclasses.is_dataclass(default) else None
+    return cls
+
+
+def scenario_from_dict(data: dict, source: str = "<scenario>") -> Scenario:
+    """Validate a plain dict (as read from YAML) into a ``Scenario``.
+
+    Raises:
+        ScenarioError: an unknown key, a wrong type or an out-of-range value; the message names
+            ``source``, the dotted field path, the value and the fix.
+    """
+    data = dict(data)
+    for section, main in _SHORTHANDS.items():
+        if isinstance(data.get(section), str):
+            data[section] = {main: data[section]}
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(x) for x in err["loc"] if not str(x).startswith("function-")]
+        path = ".".join(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "unexpected_keyword_argument":
+            msg = "unknown field"
+        value = err.get("input", ...)
+        if isinstance(value, dict) and err["type"] not in ("extra_forbidden",):
+            value = ...
+        raise ScenarioError(source, path or "(top level)", value, msg, _fix_for(err, path)) from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value`` into the field path and the value parsed as YAML (``8`` -> int).
+
+    Raises:
+        ScenarioError: the text has no ``=`` or an empty field path.
+    """
+    path, sep, raw = text.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise ScenarioError("--set", "", text, "expected FIELD=VALUE", "write e.g. --set cluster.num_replicas=2")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def load_scenario(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Load a scenario YAML (or the defaults when ``path`` is None) and apply ``--set`` overrides.
+
+    Relative paths in the file are taken relative to the file; relative paths given with
+    ``--set`` are taken relative to the working directory.
+
+    Raises:
+        ScenarioError: a missing file, malformed YAML, an unknown key, a wrong type or an
+            out-of-range value.
+    """
+    data: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ScenarioError(source, "", ..., "scenario file not found", "check the path; bundled scenarios are in scenarios/") from None
+        except IsADirectoryError:
+            raise ScenarioError(source, "", ..., "is a directory", "give a scenario .yaml file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+            problem = getattr(e, "problem", None) or "syntax error"
+            raise ScenarioError(source, "", ..., f"malformed YAML at {where}: {problem}", "fix the YAML syntax there") from None
+        if not isinstance(data, dict):
+            raise ScenarioError(source, "", ..., "the top level is not a mapping", "write the scenario as `key: value` sections")
+        for section, main in _SHORTHANDS.items():
+            if isinstance(data.get(section), str):
+                data[section] = {main: data[section]}
+        _resolve_paths(data, path.parent.resolve())
+    set_paths = set()
+    for text in overrides:
+        field, value = parse_override(text)
+        _set(data, field, value, "--set", defaults=scenario_to_dict(Scenario()))
+        set_paths.add(field)
+    _resolve_paths(data, Path.cwd(), only=set_paths)
+    if overrides:
+        source += " (with --set " + " ".join(overrides) + ")"
+    return scenario_from_dict(data, source)
+
+
+def scenario_to_dict(scenario: Scenario) -> dict:
+    """The scenario as plain data (for ``scenario.yaml`` in the results folder)."""
+    return dataclasses.asdict(scenario)

@@ -1,0 +1,102 @@
+"""The scheduler base: what every per-replica batching policy shares.
+
+A policy implements ``schedule(now) -> Batch | None`` (pick the next iteration's batch; None
+means nothing to run) and inherits ``on_step_end(batch, now)``, which folds a finished step
+back into the requests: computed tokens advance, a step that completes a request's tokens
+samples one output token, and a request with all its output tokens finishes and frees its KV
+blocks. The replica loop calls only these two and ``add_request``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from operator import attrgetter
+
+from simulator.batch import Batch
+from simulator.kv_cache import BlockManager
+from simulator.request import Request, RequestStatus
+
+_request_id = attrgetter("request_id")
+
+
+class Scheduler:
+    """Base of every policy: the waiting and running queues, the KV cache, step fold-back.
+
+    Args:
+        block_manager: this replica's KV cache.
+        max_num_seqs: most requests running at once (vLLM ``max_num_seqs``).
+        max_num_batched_tokens: most tokens computed in one iteration.
+    """
+
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int) -> None:
+        self.block_manager = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.waiting: deque[Request] = deque()  # FCFS; preempted requests go back to the front
+        self.running: list[Request] = []  # in arrival order: the last one is the newest
+        self.num_preemptions = 0
+
+    def add_request(self, request: Request) -> None:
+        """Queue a newly arrived request."""
+        self.waiting.append(request)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self, now: float) -> Batch | None:
+        """Pick the batch of the next iteration at time ``now`` (s); None when idle."""
+        raise NotImplementedError
+
+    def _admit(self, request: Request, num_tokens: int, now: float) -> None:
+        """Move the request at the head of the waiting queue into the running list.
+
+        Allocates KV blocks for ``num_tokens`` tokens; keeps ``running`` in arrival order.
+        """
+        assert self.waiting[0] is request, "requests are admitted from the head of the waiting queue"
+        self.waiting.popleft()
+        self.block_manager.allocate(request, num_tokens)
+        request.status = RequestStatus.RUNNING
+        if request.first_scheduled_time is None:
+            request.first_scheduled_time = now
+        running = self.running
+        if not running or running[-1].request_id < request.request_id:
+            running.append(request)
+        else:
+            bisect.insort(running, request, key=_request_id)
+
+    def _preempt(self, request: Request) -> None:
+        """Preempt by recompute: free the KV blocks; the request prefills prompt and output again.
+
+        vLLM v0 ``Scheduler._preempt_by_recompute``: the request goes back to the front of the
+        waiting queue; the tokens it already generated are kept and re-prefilled with the prompt.
+        """
+        self.block_manager.free(request)
+        request.num_computed_tokens = 0
+        request.status = RequestStatus.PREEMPTED
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(request)
+
+    def on_step_end(self, batch: Batch, now: float) -> list[Request]:
+        """Fold a finished step back into its requests at time ``now`` (s).
+
+        Returns:
+            The requests that finished in this step (their KV blocks are already freed).
+        """
+        finished: list[Request] = []
+        for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
+            request.num_computed_tokens += num_new_tokens
+            if request.num_computed_tokens == request.num_prompt_tokens + request.num_generated_tokens:
+                request.num_generated_tokens += 1
+                request.token_times.append(now)
+                if request.first_token_time is None:
+                    request.first_token_time = now
+                if request.num_generated_tokens == request.num_output_tokens:
+                    request.status = RequestStatus.FINISHED
+                    request.finish_time = now
+                    self.block_manager.free(request)
+                    finished.append(request)
+        if finished:
+            self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
+        return finished

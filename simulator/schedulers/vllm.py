@@ -1,0 +1,75 @@
+"""vLLM (v0 engine): prefill-first iteration-level batching over a paged KV cache.
+
+Follows Kwon et al., "Efficient Memory Management for Large Language Model Serving with
+PagedAttention" (SOSP'23), Sec. 4.5, as implemented by vLLM v0.6.x
+(``vllm/core/scheduler.py``, ``Scheduler._schedule_default``, chunked prefill off):
+
+* FCFS. If requests are waiting, try a prefill-only iteration: admit waiting requests from the
+  head while each one's blocks fit above the watermark, the iteration's prefill tokens stay
+  within ``max_num_batched_tokens`` and the running requests stay within ``max_num_seqs``; stop
+  at the first that does not fit (no skipping ahead).
+* Otherwise run a decode iteration over all running requests, oldest first. A request whose
+  next token crosses a block boundary needs one more block; when none is free, preempt the most
+  recently arrived running request by recompute (free its blocks, back to the front of the
+  waiting queue), repeating until a block frees up or the request itself is the newest, in
+  which case it is preempted.
+
+Newest-first victims make the oldest request always progress, so there is no livelock as long
+as one request's full length fits in the cache (checked when the deployment is built).
+Preemption by swap and vLLM's ``delay_factor`` are not modelled.
+"""
+
+from __future__ import annotations
+
+from simulator.batch import Batch
+from simulator.schedulers.base import Scheduler
+
+
+class VLLMScheduler(Scheduler):
+    """vLLM v0: prefill-only iterations when waiting requests fit, else decode all running."""
+
+    def schedule(self, now: float) -> Batch | None:
+        return self._schedule_prefills(now) or self._schedule_decodes()
+
+    def _schedule_prefills(self, now: float) -> Batch | None:
+        waiting, block_manager = self.waiting, self.block_manager
+        if not waiting:
+            return None
+        batch = Batch()
+        num_tokens = 0
+        num_seqs = len(self.running)
+        while waiting:
+            request = waiting[0]
+            num_new_tokens = request.num_uncomputed_tokens
+            if not block_manager.can_allocate(num_new_tokens):
+                break
+            if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
+                break
+            self._admit(request, num_new_tokens, now)
+            batch.add(request, num_new_tokens)
+            num_tokens += num_new_tokens
+            num_seqs += 1
+        return batch if batch.requests else None
+
+    def _schedule_decodes(self) -> Batch | None:
+        running, block_manager = self.running, self.block_manager
+        if not running:
+            return None
+        batch = Batch()
+        num_preempted = self.num_preemptions
+        i = 0
+        while i < len(running):
+            request = running[i]
+            # The step writes the KV of the newest token, at position num_tokens - 1.
+            needed = block_manager.needs_block(request, request.num_prompt_tokens + request.num_generated_tokens)
+            while needed > block_manager.num_free_blocks and running[-1] is not request:
+                self._preempt(running.pop())
+            if needed > block_manager.num_free_blocks:
+                self._preempt(running.pop())  # the request itself is the newest
+                break
+            if needed:
+                block_manager.grow(request, needed)
+            batch.add(request, 1)
+            i += 1
+        batch.num_preemptions = self.num_preemptions - num_preempted
+        return batch if batch.requests else None

@@ -1,0 +1,1 @@
+"""Bundled datasheet specs: models (Hugging Face config.json fields) and GPUs."""
