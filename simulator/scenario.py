@@ -172,7 +172,7 @@ class Scenario:
 
     name: str = "quickstart"
     description: str = ""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     hardware: HardwareConfig = dataclasses.field(default_factory=HardwareConfig)
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)

@@ -49,66 +49,79 @@ def _arrivals(env: simpy.Environment, requests: list[Request], replicas: list[Re
         replicas[router(request, schedulers)].add_request(request)
 
 
-def simulate(scenario: Scenario, source: str = "<scenario>", progress: bool = False) -> SimulationResult:
-    """Run ``scenario`` to completion: every request of the workload finishes.
+class Simulation:
+    """A scenario built into a SimPy environment: workload, router, replicas, cost model.
 
     Args:
         scenario: the validated scenario.
         source: the scenario's file name, for error messages.
-        progress: show a progress bar (on stderr) when the run lasts more than 2 s.
 
     Raises:
         ScenarioError: the deployment or the workload is invalid.
     """
-    wall_start = time.perf_counter()
-    deployment = resolve_deployment(scenario, source)
-    sched_cfg = scenario.scheduler
-    scheduler_cls = SCHEDULERS.get(sched_cfg.name)
-    if scheduler_cls is None:
-        raise ScenarioError(source, "scheduler.name", sched_cfg.name, "unknown scheduler", f"use one of {', '.join(SCHEDULERS)}")
-    router = ROUTERS.get(scenario.cluster.router)
-    if router is None:
-        raise ScenarioError(source, "cluster.router", scenario.cluster.router, "unknown router", f"use one of {', '.join(ROUTERS)}")
-    workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
-    requests = workload.requests
 
-    cost_model = RooflineCostModel(
-        deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
-        scenario.hardware.roofline, deployment.dtype_bytes,
-    )
-    env = simpy.Environment()
-    num_finished = 0
-
-    def on_finish(request: Request) -> None:
-        nonlocal num_finished
-        num_finished += 1
-
-    replicas = [
-        Replica(
-            env, i,
-            scheduler_cls(BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), sched_cfg.max_num_seqs, deployment.max_num_batched_tokens),
-            cost_model, on_finish,
+    def __init__(self, scenario: Scenario, source: str = "<scenario>") -> None:
+        self.scenario = scenario
+        self.deployment = deployment = resolve_deployment(scenario, source)
+        sched_cfg = scenario.scheduler
+        scheduler_cls = SCHEDULERS.get(sched_cfg.name)
+        if scheduler_cls is None:
+            raise ScenarioError(source, "scheduler.name", sched_cfg.name, "unknown scheduler", f"use one of {', '.join(SCHEDULERS)}")
+        router = ROUTERS.get(scenario.cluster.router)
+        if router is None:
+            raise ScenarioError(source, "cluster.router", scenario.cluster.router, "unknown router", f"use one of {', '.join(ROUTERS)}")
+        self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
+        self.cost_model = RooflineCostModel(
+            deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
+            scenario.hardware.roofline, deployment.dtype_bytes,
         )
-        for i in range(scenario.cluster.num_replicas)
-    ]
-    env.process(_arrivals(env, requests, replicas, router))
+        self.env = simpy.Environment()
+        self.num_finished = 0
+        self.replicas = [
+            Replica(
+                self.env, i,
+                scheduler_cls(BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), sched_cfg.max_num_seqs, deployment.max_num_batched_tokens),
+                self.cost_model, self._on_finish,
+            )
+            for i in range(scenario.cluster.num_replicas)
+        ]
+        self.env.process(_arrivals(self.env, self.workload.requests, self.replicas, router))
 
-    # Advance in slices of simulated time so the progress bar can move between them.
-    horizon = max(requests[-1].arrival_time, 1.0)
-    slice_s = horizon / 200
-    with tqdm(total=len(requests), unit="req", delay=2.0, disable=not progress, desc=scenario.name, leave=False) as bar:
-        while num_finished < len(requests):
-            if env.peek() == float("inf"):
-                raise AssertionError(f"simulation stalled at t={env.now:.3f} s with {len(requests) - num_finished} requests unfinished")
-            env.run(until=env.now + slice_s)
-            bar.update(num_finished - bar.n)
+    def _on_finish(self, request: Request) -> None:
+        self.num_finished += 1
 
-    request_df = metrics.request_table(requests, scenario.slo)
-    iteration_df = metrics.iteration_table([row for replica in replicas for row in replica.records])
-    tbt = metrics.token_gaps(requests)
-    summary = metrics.summarize(request_df, iteration_df, tbt, scenario.slo)
-    summary["num_skipped_requests"] = workload.num_skipped
-    summary["num_truncated_outputs"] = workload.num_truncated_outputs
-    summary["num_kv_blocks_per_replica"] = deployment.num_kv_blocks
-    summary["wall_time_s"] = time.perf_counter() - wall_start
-    return SimulationResult(scenario, deployment, workload, request_df, iteration_df, tbt, summary)
+    def run(self, progress: bool = False) -> SimulationResult:
+        """Run until every request has finished; return the records and the summary.
+
+        Args:
+            progress: show a progress bar (on stderr) when the run lasts more than 2 s.
+        """
+        wall_start = time.perf_counter()
+        env, requests = self.env, self.workload.requests
+        # Advance in slices of simulated time so the progress bar can move between them.
+        slice_s = max(requests[-1].arrival_time, 1.0) / 200
+        with tqdm(total=len(requests), unit="req", delay=2.0, disable=not progress, desc=self.scenario.name, leave=False) as bar:
+            while self.num_finished < len(requests):
+                if env.peek() == float("inf"):
+                    raise AssertionError(f"simulation stalled at t={env.now:.3f} s with {len(requests) - self.num_finished} requests unfinished")
+                env.run(until=env.now + slice_s)
+                bar.update(self.num_finished - bar.n)
+
+        slo = self.scenario.slo
+        request_df = metrics.request_table(requests, slo)
+        iteration_df = metrics.iteration_table([row for replica in self.replicas for row in replica.records])
+        tbt = metrics.token_gaps(requests)
+        summary = metrics.summarize(request_df, iteration_df, tbt, slo)
+        summary["num_skipped_requests"] = self.workload.num_skipped
+        summary["num_truncated_outputs"] = self.workload.num_truncated_outputs
+        summary["num_kv_blocks_per_replica"] = self.deployment.num_kv_blocks
+        summary["wall_time_s"] = time.perf_counter() - wall_start
+        return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary)
+
+
+def simulate(scenario: Scenario, source: str = "<scenario>", progress: bool = False) -> SimulationResult:
+    """Build and run ``scenario``; see ``Simulation``. ``wall_time_s`` covers building too."""
+    wall_start = time.perf_counter()
+    result = Simulation(scenario, source).run(progress)
+    result.summary["wall_time_s"] = time.perf_counter() - wall_start
+    return result

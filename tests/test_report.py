@@ -56,7 +56,9 @@ def make_requests(num_requests: int = 50, num_replicas: int = 2, seed: int = 0) 
     )
 
 
-def make_iterations(num_iterations: int = 300, num_replicas: int = 2, seed: int = 0) -> pd.DataFrame:
+def make_iterations(
+    num_iterations: int = 300, num_replicas: int = 2, seed: int = 0
+) -> pd.DataFrame:
     """Back-to-back iterations of 10-50 ms on each replica, random batch contents."""
     rng = np.random.default_rng(seed)
     replica_id = np.arange(num_iterations) % num_replicas
@@ -141,9 +143,8 @@ def test_downsampling_bounds_the_file_size_of_a_long_run(tmp_path: Path) -> None
     total = (bins["prefill_tokens_per_s"] * bins.attrs["bin_width_s"]).sum()
     assert np.isclose(total, iterations["num_prefill_tokens"].sum())
 
-    path = write_report(
-        make_requests(2_000, num_replicas=4), iterations, make_summary(), "long", tmp_path / "r.html"
-    )
+    requests = make_requests(2_000, num_replicas=4)
+    path = write_report(requests, iterations, make_summary(), "long", tmp_path / "r.html")
     plotly_js_size = 5_000_000
     assert path.stat().st_size < plotly_js_size + 1_000_000
 
@@ -154,7 +155,8 @@ def test_edge_cases_zero_iterations_nan_tpot_one_replica(tmp_path: Path) -> None
     requests["num_output_tokens"] = 1
     summary = {"num_requests": 5, "ttft_s": {"mean": float("nan"), "p50": None}}
 
-    path = write_report(requests, make_iterations(0, num_replicas=1), summary, "empty", tmp_path / "r.html")
+    iterations = make_iterations(0, num_replicas=1)
+    path = write_report(requests, iterations, summary, "empty", tmp_path / "r.html")
 
     text = path.read_text(encoding="utf-8")
     assert "No iterations recorded." in text
@@ -168,3 +170,10 @@ def test_one_replica_with_a_single_iteration(tmp_path: Path) -> None:
 
     assert "Iterations over time" in path.read_text(encoding="utf-8")
     assert len(bin_iterations(iterations)) == 1
+
+
+def test_no_requests_and_no_iterations_still_give_a_page(tmp_path: Path) -> None:
+    path = write_report(pd.DataFrame(), pd.DataFrame(), {}, "nothing", tmp_path / "r.html")
+
+    text = path.read_text(encoding="utf-8")
+    assert "Empty summary." in text and "No iterations recorded." in text

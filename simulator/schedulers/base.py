@@ -93,6 +93,7 @@ class Scheduler:
                 if request.first_token_time is None:
                     request.first_token_time = now
                 if request.num_generated_tokens == request.num_output_tokens:
+                    assert request.finish_time is None, f"request {request.request_id} finished twice"
                     request.status = RequestStatus.FINISHED
                     request.finish_time = now
                     self.block_manager.free(request)

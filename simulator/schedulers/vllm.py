@@ -29,7 +29,9 @@ class VLLMScheduler(Scheduler):
     """vLLM v0: prefill-only iterations when waiting requests fit, else decode all running."""
 
     def schedule(self, now: float) -> Batch | None:
-        return self._schedule_prefills(now) or self._schedule_decodes()
+        # A decode pass that preempted every running request leaves their blocks free for the
+        # waiting queue, hence the second prefill attempt.
+        return self._schedule_prefills(now) or self._schedule_decodes() or self._schedule_prefills(now)
 
     def _schedule_prefills(self, now: float) -> Batch | None:
         waiting, block_manager = self.waiting, self.block_manager

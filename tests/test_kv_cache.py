@@ -1,0 +1,41 @@
+"""The block manager's accounting."""
+
+import pytest
+
+from simulator.kv_cache import BlockManager
+from tests.conftest import make_request
+
+
+def test_blocks_round_up_to_block_size():
+    bm = BlockManager(num_blocks=10, block_size=16)
+    assert [bm.num_blocks_for(n) for n in (1, 16, 17, 32, 33)] == [1, 1, 2, 2, 3]
+
+
+def test_allocate_grow_free_conserve_blocks():
+    bm = BlockManager(num_blocks=10, block_size=16, watermark=0.0)
+    a, b = make_request(0), make_request(1)
+    bm.allocate(a, 17)  # 2 blocks
+    bm.allocate(b, 16)  # 1 block
+    assert (bm.num_used_blocks, bm.num_free_blocks) == (3, 7)
+    assert bm.needs_block(b, 16) == 0 and bm.needs_block(b, 17) == 1  # crossing the boundary
+    bm.grow(b, 1)
+    assert bm.num_blocks_held(b) == 2 and bm.num_free_blocks == 6
+    bm.free(a)
+    bm.free(b)
+    assert bm.num_free_blocks == bm.num_blocks == 10
+
+
+def test_watermark_holds_back_admission():
+    bm = BlockManager(num_blocks=100, block_size=1, watermark=0.1)  # keep 10 blocks free
+    assert bm.can_allocate(90)
+    assert not bm.can_allocate(91)
+
+
+def test_double_allocation_and_overdraw_are_bugs():
+    bm = BlockManager(num_blocks=2, block_size=4, watermark=0.0)
+    r = make_request(0)
+    bm.allocate(r, 4)
+    with pytest.raises(AssertionError):
+        bm.allocate(r, 4)
+    with pytest.raises(AssertionError):
+        bm.grow(r, 2)
