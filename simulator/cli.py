@@ -160,3 +160,7 @@ def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
         f"per GPU {d.weight_bytes_per_gpu / gib:.1f} GiB weights, {d.activation_reserve_bytes / gib:.1f} GiB activations, "
         f"{d.kv_cache_bytes_per_gpu / gib:.1f} GiB KV cache = {d.num_kv_blocks:,} blocks ({d.num_kv_blocks * scenario.scheduler.block_size:,} tokens)"
     )
+
+
+if __name__ == "__main__":
+    main()
