@@ -9,8 +9,11 @@ decode step is O(1) in the batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from simulator.request import Request
+
+_num_computed_tokens = attrgetter("num_computed_tokens")
 
 
 @dataclass(slots=True)
@@ -56,6 +59,21 @@ class Batch:
             self.prefill_prefix_tokens.append(computed)
         if computed + num_new_tokens == request.num_prompt_tokens + request.num_generated_tokens:
             self.num_sampled_tokens += 1
+
+    @classmethod
+    def of_decodes(cls, requests: list[Request]) -> Batch:
+        """A batch of one decode step for each of ``requests`` (all past their prefill).
+
+        Same result as ``add(request, 1)`` for each, without the per-request call.
+        """
+        n = len(requests)
+        return cls(
+            requests=requests,
+            num_new_tokens=[1] * n,
+            num_decode_tokens=n,
+            decode_context_tokens=sum(map(_num_computed_tokens, requests)) + n,
+            num_sampled_tokens=n,
+        )
 
     @property
     def num_tokens(self) -> int:

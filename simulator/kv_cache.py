@@ -61,15 +61,21 @@ class BlockManager:
         self._num_blocks_held[request.request_id] = needed
         self.num_free_blocks -= needed
 
-    def needs_block(self, request: Request, num_tokens: int) -> int:
-        """Blocks ``request`` must gain to hold ``num_tokens`` tokens (0 if it has room)."""
-        return max(0, self.num_blocks_for(num_tokens) - self._num_blocks_held[request.request_id])
+    def grow_to(self, request: Request, num_tokens: int) -> bool:
+        """Append blocks to ``request``'s block table until it holds ``num_tokens`` tokens.
 
-    def grow(self, request: Request, num_blocks: int) -> None:
-        """Append ``num_blocks`` blocks to ``request``'s block table."""
-        assert num_blocks <= self.num_free_blocks, f"growing by {num_blocks} blocks with {self.num_free_blocks} free"
-        self._num_blocks_held[request.request_id] += num_blocks
-        self.num_free_blocks -= num_blocks
+        Returns:
+            False, changing nothing, when there are too few free blocks (the caller preempts).
+        """
+        held = self._num_blocks_held[request.request_id]
+        if num_tokens <= held * self.block_size:
+            return True  # room in the last block: the common case of a decode step
+        needed = -(-num_tokens // self.block_size) - held
+        if needed > self.num_free_blocks:
+            return False
+        self._num_blocks_held[request.request_id] = held + needed
+        self.num_free_blocks -= needed
+        return True
 
     def free(self, request: Request) -> None:
         """Return every block of ``request`` to the pool (on finish or preemption)."""

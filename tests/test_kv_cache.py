@@ -17,8 +17,8 @@ def test_allocate_grow_free_conserve_blocks():
     bm.allocate(a, 17)  # 2 blocks
     bm.allocate(b, 16)  # 1 block
     assert (bm.num_used_blocks, bm.num_free_blocks) == (3, 7)
-    assert bm.needs_block(b, 16) == 0 and bm.needs_block(b, 17) == 1  # crossing the boundary
-    bm.grow(b, 1)
+    assert bm.grow_to(b, 16) and bm.num_blocks_held(b) == 1  # room in its block
+    assert bm.grow_to(b, 17)  # crossing the boundary takes one more block
     assert bm.num_blocks_held(b) == 2 and bm.num_free_blocks == 6
     bm.free(a)
     bm.free(b)
@@ -31,11 +31,11 @@ def test_watermark_holds_back_admission():
     assert not bm.can_allocate(91)
 
 
-def test_double_allocation_and_overdraw_are_bugs():
+def test_double_allocation_is_a_bug_and_overdraw_refused():
     bm = BlockManager(num_blocks=2, block_size=4, watermark=0.0)
     r = make_request(0)
     bm.allocate(r, 4)
     with pytest.raises(AssertionError):
         bm.allocate(r, 4)
-    with pytest.raises(AssertionError):
-        bm.grow(r, 2)
+    assert not bm.grow_to(r, 13)  # needs 2 more blocks, 1 free: refused, nothing changes
+    assert bm.num_blocks_held(r) == 1 and bm.num_free_blocks == 1

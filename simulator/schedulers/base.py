@@ -86,13 +86,14 @@ class Scheduler:
         """
         finished: list[Request] = []
         for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
-            request.num_computed_tokens += num_new_tokens
-            if request.num_computed_tokens == request.num_prompt_tokens + request.num_generated_tokens:
-                request.num_generated_tokens += 1
+            computed = request.num_computed_tokens = request.num_computed_tokens + num_new_tokens
+            generated = request.num_generated_tokens
+            if computed == request.num_prompt_tokens + generated:  # all computed: sample a token
+                generated = request.num_generated_tokens = generated + 1
                 request.token_times.append(now)
                 if request.first_token_time is None:
                     request.first_token_time = now
-                if request.num_generated_tokens == request.num_output_tokens:
+                if generated == request.num_output_tokens:
                     assert request.finish_time is None, f"request {request.request_id} finished twice"
                     request.status = RequestStatus.FINISHED
                     request.finish_time = now

@@ -54,24 +54,22 @@ class VLLMScheduler(Scheduler):
         return batch if batch.requests else None
 
     def _schedule_decodes(self) -> Batch | None:
-        running, block_manager = self.running, self.block_manager
-        if not running:
-            return None
-        batch = Batch()
+        running, grow_to = self.running, self.block_manager.grow_to
         num_preempted = self.num_preemptions
         i = 0
         while i < len(running):
             request = running[i]
             # The step writes the KV of the newest token, at position num_tokens - 1.
-            needed = block_manager.needs_block(request, request.num_prompt_tokens + request.num_generated_tokens)
-            while needed > block_manager.num_free_blocks and running[-1] is not request:
-                self._preempt(running.pop())
-            if needed > block_manager.num_free_blocks:
-                self._preempt(running.pop())  # the request itself is the newest
-                break
-            if needed:
-                block_manager.grow(request, needed)
-            batch.add(request, 1)
-            i += 1
+            num_tokens = request.num_prompt_tokens + request.num_generated_tokens
+            while not grow_to(request, num_tokens):
+                victim = running.pop()  # the most recently arrived
+                self._preempt(victim)
+                if victim is request:
+                    break
+            else:
+                i += 1
+        if not running:
+            return None
+        batch = Batch.of_decodes(list(running))
         batch.num_preemptions = self.num_preemptions - num_preempted
-        return batch if batch.requests else None
+        return batch
