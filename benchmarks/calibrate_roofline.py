@@ -14,13 +14,16 @@ What it does:
        ``elementwise_bandwidth_efficiency`` and one additive per-kernel floor (the model's
        ``kernel_launch_s``) to the model's own functional form
        ``max(FLOPs / (peak * e_f), bytes / (bandwidth * e_b)) + floor`` by minimizing the mean
-       absolute log error (coordinate descent over grids), per GPU and pooled;
+       absolute log error (coordinate descent over grids), per GPU and pooled. Each octave of
+       num_tokens weighs the same: the sweeps are linear in num_tokens, so unweighted the
+       decode-sized shapes (1..64 tokens) would hardly count;
     3. compares the per-layer sum of the token-level operators (attention, KV-cache write and
        all-reduce excluded: the reference files do not time them) before and after calibration,
        and the decode floor at 1..16 tokens;
     4. fits the ring all-reduce formula ``2 (p-1)/p * size / (link_bandwidth * eff) +
-       2 (p-1) * latency`` to the NCCL all-reduce measurements: the efficiency for messages of
-       16 MB and more, and the per-hop latency that fits messages of 64 KB and less.
+       2 (p-1) * latency`` to the NCCL all-reduce measurements of one node: the efficiency for
+       messages of 16 MB and more, the per-hop latency that fits messages of 64 KB and less, and
+       a joint fit of both per GPU over all sizes (the recommended values; NVSwitch nodes only).
 
 What it reads (never copied into the project):
     ``<profiles>/vidur-microsoft/compute/{h100,a100}/meta-llama/<model>/mlp.csv`` and
@@ -307,7 +310,7 @@ def operator_table(console: Console, df: pd.DataFrame, fits: dict[str, dict[str,
     df["klass"] = regime_classes(df, cur)
     df["pred_cur"] = predict(df, cur.gemm_flops_efficiency, cur.gemm_bandwidth_efficiency, cur.elementwise_bandwidth_efficiency, 0.0)
     t = Table(title="Per operator: roofline (launch 0) vs measured kernel time; fitted model max(F/(P e_f), B/(W e_b)) + floor")
-    for c in ("GPU", "class", "shapes", "pred/meas\ncurrent med", "P10", "P90", "achieved eff\nmedian (eff=1)",
+    for c in ("GPU", "class", "rows\n(op x shape)", "pred/meas\ncurrent med", "P10", "P90", "achieved eff\nmedian (eff=1)",
               "achieved eff\nfloor removed", "current\neff", "recommended\neff", "med |err|\nafter", "P90 |err|\nafter"):
         t.add_column(c, justify="left" if c in ("GPU", "class") else "right")
     for label in ("H100", "A100"):
@@ -335,7 +338,7 @@ def operator_table(console: Console, df: pd.DataFrame, fits: dict[str, dict[str,
         t.add_section()
     console.print(t)
     # Per-op detail of achieved efficiency at large shapes (floor negligible) helps explain the classes.
-    t2 = Table(title="Achieved efficiency per operator at num_tokens >= 1024 (median over TP and models; memory-bound ops: bytes, GEMMs: FLOPs)")
+    t2 = Table(title="Achieved efficiency per op, num_tokens >= 1024\n(GEMMs: of FLOP peak; others: of HBM bandwidth)")
     t2.add_column("op")
     for label in ("H100", "A100"):
         t2.add_column(label, justify="right")

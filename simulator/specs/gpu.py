@@ -44,9 +44,9 @@ class GPUSpec:
     source: str
 
 
-# NVLink/NVSwitch per-hop latency of a few microseconds: NCCL's ring all-reduce of a 2 KB
-# message on 8 H100s takes about 20-40 us in Vidur's reference measurements (h100_dgx).
-_NVLINK_LATENCY_S = 3e-6
+# NVLink/NVSwitch per-hop latency of the ring all-reduce: 4.3 us fitted to NCCL all-reduce
+# timings on H100 and A100 DGX nodes (Vidur's public measurements; benchmarks/calibrate_roofline.py).
+_NVLINK_LATENCY_S = 4.3e-6
 _PCIE_LATENCY_S = 8e-6
 
 GPUS: dict[str, GPUSpec] = {
