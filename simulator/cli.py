@@ -33,7 +33,7 @@ def _ms(stat: dict, key: str) -> str:
 
 def summary_table(summary: dict, title: str) -> Table:
     """The console summary: counts, throughput, latency percentiles (ms), SLO attainment."""
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(show_header=True, header_style="bold")
     table.add_column("metric")
     for col in ("mean", "P50", "P90", "P99"):
         table.add_column(col, justify="right")
@@ -57,6 +57,7 @@ def summary_table(summary: dict, title: str) -> Table:
     for row in rows:
         info.add_row(*row)
     outer = Table.grid()
+    outer.add_row(f"[bold]{title}[/bold]")
     outer.add_row(info)
     outer.add_row(table)
     return outer

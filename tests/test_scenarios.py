@@ -52,3 +52,24 @@ def test_kv_capacity_llama3_8b_h100():
     d = resolve_deployment(Scenario())
     assert d.weight_bytes_per_gpu / 2**30 == pytest.approx(14.96, abs=0.05)
     assert 24_000 < d.num_kv_blocks < 27_000
+
+
+def test_model_from_hugging_face_config_path(tmp_path):
+    import json
+
+    config = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 256, "intermediate_size": 512,
+              "num_attention_heads": 8, "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    scenario = load_scenario(None, [f"model.config={path}"])
+    d = resolve_deployment(scenario)
+    assert (d.model.num_layers, d.model.num_kv_heads, d.model.head_dim, d.max_model_len) == (4, 2, 32, 2048)
+
+
+def test_hugging_face_config_missing_field_is_a_clear_error(tmp_path):
+    from simulator.errors import ScenarioError
+
+    path = tmp_path / "config.json"
+    path.write_text('{"hidden_size": 256}')
+    with pytest.raises(ScenarioError, match="num_hidden_layers"):
+        resolve_deployment(load_scenario(None, [f"model.config={path}"]))
