@@ -103,6 +103,7 @@ class SchedulerConfig:
     watermark: Annotated[float, Field(ge=0, lt=1)] = 0.01  # fraction of KV blocks kept free when admitting prefills
     num_gpu_blocks_override: PositiveInt | None = None  # force the KV cache size (blocks), as vLLM's flag
     preemption_mode: Literal["recompute"] = "recompute"
+    chunk_size: PositiveInt = 512  # Sarathi-Serve: token budget per iteration (prefill chunks + decodes)
 
 
 @_frozen

@@ -80,7 +80,7 @@ class Simulation:
         self.replicas = [
             Replica(
                 self.env, i,
-                scheduler_cls(BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), sched_cfg.max_num_seqs, deployment.max_num_batched_tokens),
+                scheduler_cls(sched_cfg, BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), deployment.max_num_batched_tokens, deployment.max_model_len),
                 self.cost_model, self._on_finish,
             )
             for i in range(scenario.cluster.num_replicas)

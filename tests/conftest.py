@@ -23,3 +23,28 @@ def azure_conv() -> Path:
     if not AZURE_CONV.is_file():
         pytest.skip(f"public trace not found at {AZURE_CONV}")
     return AZURE_CONV
+
+
+def check_invariants(sim, result) -> None:
+    """Invariants every scheduler keeps on every run."""
+    requests = sim.workload.requests
+    df = result.requests
+    # Every request finishes exactly once (a second finish trips an assertion in the scheduler).
+    assert sim.num_finished == len(requests) == result.summary["num_completed"]
+    assert df["finish_time"].notna().all()
+    # Each request produced exactly its output tokens, one timestamp each, in order.
+    for r in requests:
+        assert r.num_generated_tokens == r.num_output_tokens == len(r.token_times)
+        assert r.num_computed_tokens == r.num_prompt_tokens + r.num_output_tokens - 1
+    assert (df["ttft_s"] <= df["e2e_s"] + 1e-12).all() and (df["ttft_s"] > 0).all()
+    # Blocks in use never exceed capacity; all are free at the end.
+    for replica in sim.replicas:
+        bm = replica.scheduler.block_manager
+        used = [row[7] for row in replica.records]
+        assert max(used) <= bm.num_blocks
+        assert bm.num_free_blocks == bm.num_blocks and not replica.scheduler.running and not replica.scheduler.waiting
+    # Budgets: prefill tokens per iteration and running requests stay within their caps.
+    it = result.iterations
+    budget = sim.replicas[0].scheduler.token_budget
+    assert (it["num_prefill_tokens"] + it["num_decode_tokens"] <= budget).all()
+    assert (it["batch_size"] <= sim.scenario.scheduler.max_num_seqs).all()

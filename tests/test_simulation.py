@@ -1,36 +1,12 @@
 """End-to-end runs: invariants on a real trace, determinism, multi-replica routing."""
 
-import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from simulator.scenario import load_scenario
 from simulator.simulation import Simulation, simulate
-
-
-def check_invariants(sim: Simulation, result) -> None:
-    requests = sim.workload.requests
-    df = result.requests
-    # Every request finishes exactly once (a second finish trips an assertion in the scheduler).
-    assert sim.num_finished == len(requests) == result.summary["num_completed"]
-    assert df["finish_time"].notna().all()
-    # Each request produced exactly its output tokens, one timestamp each, in order.
-    for r in requests:
-        assert r.num_generated_tokens == r.num_output_tokens == len(r.token_times)
-        assert r.num_computed_tokens == r.num_prompt_tokens + r.num_output_tokens - 1
-    assert (df["ttft_s"] <= df["e2e_s"] + 1e-12).all() and (df["ttft_s"] > 0).all()
-    # Blocks in use never exceed capacity; all are free at the end.
-    for replica in sim.replicas:
-        bm = replica.scheduler.block_manager
-        used = [row[7] for row in replica.records]
-        assert max(used) <= bm.num_blocks
-        assert bm.num_free_blocks == bm.num_blocks and not replica.scheduler.running and not replica.scheduler.waiting
-    # Budgets: prefill tokens per iteration and running requests stay within their caps.
-    it = result.iterations
-    assert (it["num_prefill_tokens"] <= sim.deployment.max_num_batched_tokens).all()
-    assert (it["batch_size"] <= sim.scenario.scheduler.max_num_seqs).all()
+from tests.conftest import check_invariants
 
 
 def test_real_trace_invariants_under_kv_pressure(azure_conv):

@@ -2,12 +2,14 @@
 
 from simulator.kv_cache import BlockManager
 from simulator.request import RequestStatus
+from simulator.scenario import SchedulerConfig
 from simulator.schedulers.vllm import VLLMScheduler
 from tests.conftest import make_request
 
 
 def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, max_num_batched_tokens=32, watermark=0.0):
-    return VLLMScheduler(BlockManager(num_blocks, block_size, watermark), max_num_seqs, max_num_batched_tokens)
+    config = SchedulerConfig(max_num_seqs=max_num_seqs, block_size=block_size, watermark=watermark)
+    return VLLMScheduler(config, BlockManager(num_blocks, block_size, watermark), max_num_batched_tokens, max_model_len=64)
 
 
 def run_step(s, now):

@@ -16,6 +16,7 @@ from operator import attrgetter
 from simulator.batch import Batch
 from simulator.kv_cache import BlockManager
 from simulator.request import Request, RequestStatus
+from simulator.scenario import SchedulerConfig
 
 _request_id = attrgetter("request_id")
 
@@ -24,18 +25,26 @@ class Scheduler:
     """Base of every policy: the waiting and running queues, the KV cache, step fold-back.
 
     Args:
+        config: the scenario's scheduler section (policy knobs).
         block_manager: this replica's KV cache.
-        max_num_seqs: most requests running at once (vLLM ``max_num_seqs``).
-        max_num_batched_tokens: most tokens computed in one iteration.
+        max_num_batched_tokens: most tokens computed in one iteration (resolved default).
+        max_model_len: longest prompt plus output (tokens).
     """
 
-    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int) -> None:
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int) -> None:
+        self.config = config
         self.block_manager = block_manager
-        self.max_num_seqs = max_num_seqs
+        self.max_num_seqs = config.max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_model_len = max_model_len
         self.waiting: deque[Request] = deque()  # FCFS; preempted requests go back to the front
         self.running: list[Request] = []  # in arrival order: the last one is the newest
         self.num_preemptions = 0
+
+    @property
+    def token_budget(self) -> int:
+        """Most tokens one iteration computes under this policy."""
+        return self.max_num_batched_tokens
 
     def add_request(self, request: Request) -> None:
         """Queue a newly arrived request."""
