@@ -50,9 +50,6 @@ class Scheduler:
         """Queue a newly arrived request."""
         self.waiting.append(request)
 
-    def has_work(self) -> bool:
-        return bool(self.waiting or self.running)
-
     def schedule(self, now: float) -> Batch | None:
         """Pick the batch of the next iteration at time ``now`` (s); None when idle."""
         raise NotImplementedError

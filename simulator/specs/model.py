@@ -15,7 +15,6 @@ from pathlib import Path
 from simulator.errors import ScenarioError
 
 _BUNDLED_DIR = Path(__file__).parent / "models"
-_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 
 @dataclass(frozen=True, slots=True)
