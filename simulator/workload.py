@@ -95,7 +95,7 @@ def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: st
 
     Args:
         cfg: the scenario's ``workload`` section.
-        seed: the scenario seed, >= 0.
+        seed: the scenario seed, >= 0 (validated with the scenario).
         max_model_len: the model's context length (tokens).
         source: the scenario file, named in errors about scenario fields; errors about trace
             rows name the trace file.
@@ -105,8 +105,6 @@ def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: st
             ``on_invalid: error``, or no valid request left after skipping (truncation always keeps
             the first request, which arrives at 0.0).
     """
-    if seed < 0:
-        raise ScenarioError(source, "seed", seed, "must be >= 0", "use a non-negative integer")
     arrival_rng, prompt_rng, output_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     hashes: list | None = None
     if cfg.trace is None:

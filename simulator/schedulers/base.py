@@ -71,6 +71,22 @@ class Scheduler:
         else:
             bisect.insort(running, request, key=_request_id)
 
+    def _make_room(self, request: Request, num_tokens: int) -> bool:
+        """Grow ``request``'s block table to ``num_tokens`` tokens, preempting for it.
+
+        Victims are the most recently arrived running requests (vLLM v0 preempts from the back of
+        its running queue), taken until the blocks fit or the request itself is the newest.
+
+        Returns:
+            False when ``request`` itself was preempted.
+        """
+        while not self.block_manager.grow_to(request, num_tokens):
+            victim = self.running.pop()
+            self._preempt(victim)
+            if victim is request:
+                return False
+        return True
+
     def _preempt(self, request: Request) -> None:
         """Preempt by recompute: free the KV blocks; the request prefills prompt and output again.
 

@@ -40,15 +40,11 @@ class SarathiScheduler(Scheduler):
                 prefilling.append(request)  # blocks for its whole prompt are already allocated
                 i += 1
                 continue
-            while not block_manager.grow_to(request, num_tokens):
-                victim = running.pop()  # the most recently arrived
-                self._preempt(victim)
-                if victim is request:
-                    break
-            else:
-                batch.add(request, 1)
-                budget -= 1
-                i += 1
+            if not block_manager.grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
+                break  # the request itself was the newest and got preempted
+            batch.add(request, 1)
+            budget -= 1
+            i += 1
         for request in prefilling:
             if budget == 0:
                 break

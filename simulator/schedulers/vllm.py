@@ -61,13 +61,10 @@ class VLLMScheduler(Scheduler):
             request = running[i]
             # The step writes the KV of the newest token, at position num_tokens - 1.
             num_tokens = request.num_prompt_tokens + request.num_generated_tokens
-            while not grow_to(request, num_tokens):
-                victim = running.pop()  # the most recently arrived
-                self._preempt(victim)
-                if victim is request:
-                    break
-            else:
-                i += 1
+            # grow_to first: the common case (room in the last block) stays one call.
+            if not grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
+                break  # the request itself was the newest and got preempted
+            i += 1
         if not running:
             return None
         batch = Batch.of_decodes(list(running))
