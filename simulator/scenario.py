@@ -44,6 +44,9 @@ class ModelConfig:
     config: str | None = None  # path to a Hugging Face config.json; overrides `name`
     max_model_len: int | None = None  # tokens; default: the model's max_position_embeddings
     dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    # Weight (and activation) quantization of the linear layers: W8A8 int8 (SmoothQuant), W4A16
+    # group-quantized int4 (AWQ/GPTQ, group 128), or FP8 e4m3 weights and activations.
+    quantization: Literal["none", "w8a8", "w4a16", "fp8"] = "none"
 
 
 @_frozen
@@ -78,17 +81,50 @@ class HardwareConfig:
     """Which GPU, and how to price a step on it."""
 
     gpu: str = "h100-sxm"
+    # A profile bundle folder (``servesim profile`` then ``servesim fit``): price steps with the
+    # fitted runtime models instead of the roofline (the roofline still extrapolates beyond them).
+    profile: str | None = None
     roofline: RooflineConfig = dataclasses.field(default_factory=RooflineConfig)
 
 
 @_frozen
+class PoolConfig:
+    """One pool of a disaggregated deployment (DistServe): its replicas and their parallelism."""
+
+    num_replicas: PositiveInt = 1
+    tensor_parallel_size: PositiveInt = 1
+    pipeline_parallel_size: PositiveInt = 1
+
+
+@_frozen
+class KVTransferConfig:
+    """The link that moves a request's KV cache from its prefill replica to its decode replica.
+
+    ``bandwidth_gb_per_s`` and ``latency_s`` default by ``link``: NVLink takes the GPU's NVLink
+    figures (``servesim list``); InfiniBand takes one 400 Gb/s NDR port per GPU, 50 GB/s, and
+    5 us (NVIDIA ConnectX-7 datasheet).
+    """
+
+    link: Literal["nvlink", "infiniband"] = "nvlink"
+    bandwidth_gb_per_s: PositiveFloat | None = None  # GB/s per direction, overrides the link's
+    latency_s: NonNegativeFloat | None = None  # per transfer, overrides the link's
+
+
+@_frozen
 class ClusterConfig:
-    """Replicas and the parallelism of each (one replica is one model copy on TP x PP GPUs)."""
+    """Replicas and the parallelism of each (one replica is one model copy on TP x PP GPUs).
+
+    The ``distserve`` scheduler runs two pools instead: ``prefill`` and ``decode`` (each
+    defaulting to one replica at this section's TP and PP), joined by ``kv_transfer``.
+    """
 
     num_replicas: PositiveInt = 1
     tensor_parallel_size: PositiveInt = 1
     pipeline_parallel_size: PositiveInt = 1
     router: str = "round_robin"
+    prefill: PoolConfig | None = None  # distserve only
+    decode: PoolConfig | None = None  # distserve only
+    kv_transfer: KVTransferConfig = dataclasses.field(default_factory=KVTransferConfig)
 
 
 @_frozen
@@ -102,7 +138,11 @@ class SchedulerConfig:
     gpu_memory_utilization: Fraction = 0.9
     watermark: Annotated[float, Field(ge=0, lt=1)] = 0.01  # fraction of KV blocks kept free when admitting prefills
     num_gpu_blocks_override: PositiveInt | None = None  # force the KV cache size (blocks), as vLLM's flag
-    preemption_mode: Literal["recompute"] = "recompute"
+    preemption_mode: Literal["recompute", "swap"] = "recompute"
+    swap_space_gib: NonNegativeFloat = 4.0  # CPU memory per GPU for swapped-out KV blocks (vLLM's default)
+    # Prefix caching (vLLM's automatic prefix caching): None means the engine's default, on for
+    # vllm_v1 and off elsewhere.
+    enable_prefix_caching: bool | None = None
     chunk_size: PositiveInt = 512  # Sarathi-Serve: token budget per iteration (prefill chunks + decodes)
 
 
@@ -192,7 +232,7 @@ class Scenario:
 
 _ADAPTER = TypeAdapter(Scenario)
 # Fields that hold file paths: relative paths in a YAML file are relative to that file.
-_PATH_FIELDS = ("model.config", "workload.trace", "workload.prompt_tokens.file", "workload.output_tokens.file")
+_PATH_FIELDS = ("model.config", "hardware.profile", "workload.trace", "workload.prompt_tokens.file", "workload.output_tokens.file")
 # A bare string stands for the section's main field: `model: llama-3-8b`, `hardware: h100-sxm`.
 _SHORTHANDS = {"model": "name", "hardware": "gpu", "scheduler": "name"}
 

@@ -15,7 +15,7 @@ import simpy
 from tqdm import tqdm
 
 from simulator import metrics
-from simulator.cost_models.roofline import RooflineCostModel
+from simulator.cost_models import build_cost_model
 from simulator.deployment import Deployment, resolve_deployment
 from simulator.errors import ScenarioError
 from simulator.kv_cache import BlockManager
@@ -71,10 +71,7 @@ class Simulation:
         if router is None:
             raise ScenarioError(source, "cluster.router", scenario.cluster.router, "unknown router", f"use one of {', '.join(ROUTERS)}")
         self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
-        self.cost_model = RooflineCostModel(
-            deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
-            scenario.hardware.roofline, deployment.dtype_bytes,
-        )
+        self.cost_model = build_cost_model(scenario, deployment, source)
         self.env = simpy.Environment()
         self.num_finished = 0
         self.replicas = [

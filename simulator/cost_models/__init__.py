@@ -1,6 +1,30 @@
-"""Cost models: price one iteration (``step_time(batch) -> seconds``)."""
+"""Cost models: price one iteration (``step_time(batch) -> seconds``).
+
+``build_cost_model`` picks the model a scenario asks for: the roofline by default, the profiled
+model when ``hardware.profile`` names a profile bundle.
+"""
+
+from __future__ import annotations
 
 from simulator.cost_models.base import CostModel
 from simulator.cost_models.roofline import RooflineCostModel
+from simulator.deployment import Deployment
+from simulator.errors import ScenarioError
+from simulator.scenario import Scenario
 
-__all__ = ["CostModel", "RooflineCostModel"]
+
+def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "<scenario>") -> CostModel:
+    """The cost model of one replica of ``deployment`` (its model, GPU, TP and PP).
+
+    Raises:
+        ScenarioError: ``hardware.profile`` names a bundle that cannot be used.
+    """
+    if scenario.hardware.profile is not None:
+        raise ScenarioError(source, "hardware.profile", scenario.hardware.profile, "profiled cost models are not available in this build", "remove hardware.profile to use the roofline model")
+    return RooflineCostModel(
+        deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
+        scenario.hardware.roofline, deployment.dtype_bytes,
+    )
+
+
+__all__ = ["CostModel", "RooflineCostModel", "build_cost_model"]
