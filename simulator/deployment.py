@@ -16,6 +16,11 @@ from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_
 
 GIB = 1024**3
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2}
+# Bytes per linear-layer weight under each quantization. W4A16 packs two 4-bit weights per byte
+# and stores an fp16 scale and zero point per group of 128 weights (AWQ, Lin et al. MLSys'24;
+# GPTQ, Frantar et al. ICLR'23): 0.5 + 4 / 128 bytes. Embedding and lm_head stay in the model
+# dtype, as vLLM keeps them.
+QUANTIZED_WEIGHT_BYTES = {"w8a8": 1.0, "fp8": 1.0, "w4a16": 0.5 + 4 / 128}
 # Memory vLLM reserves outside weights, activations and the KV cache: CUDA context, cuBLAS and
 # NCCL workspaces, CUDA graphs. About 1.5 GiB on an H100 (vLLM startup logs of "non-torch memory"
 # plus CUDA-graph capture); an estimate until a profile bundle measures it.
@@ -30,7 +35,8 @@ class Deployment:
         model: architecture.
         gpu: datasheet numbers.
         tensor_parallel_size, pipeline_parallel_size: GPUs per replica = their product.
-        dtype_bytes: bytes per weight/activation/KV element.
+        dtype_bytes: bytes per activation/KV element (and per weight when not quantized).
+        quantization: the linear layers' weight quantization (``none``, ``w8a8``, ``w4a16``, ``fp8``).
         max_model_len: longest prompt plus output (tokens).
         max_num_batched_tokens: most tokens per iteration.
         num_kv_blocks: KV cache blocks per replica (each holds block_size tokens on every GPU).
@@ -43,6 +49,7 @@ class Deployment:
     pipeline_parallel_size: int
     dtype_bytes: int
     max_model_len: int
+    quantization: str
     max_num_batched_tokens: int
     num_kv_blocks: int
     weight_bytes_per_gpu: float
@@ -61,16 +68,18 @@ def resolve_model(scenario: Scenario, source: str) -> ModelSpec:
     return spec
 
 
-def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int, dtype_bytes: int) -> float:
+def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int, dtype_bytes: int, quantization: str = "none") -> float:
     """Weight bytes on the most loaded GPU of a TP x PP replica.
 
     Layers split evenly over stages (the first stages take the remainder); the embedding sits on
-    the first stage and lm_head on the last, both vocab-sharded over TP.
+    the first stage and lm_head on the last, both vocab-sharded over TP. Quantization shrinks the
+    layers' weights (``QUANTIZED_WEIGHT_BYTES``), not the embedding or lm_head.
     """
     layer_params = (model.num_params - model.vocab_size * model.hidden_size * (1 if model.tie_word_embeddings else 2)) / model.num_layers
     embedding = model.vocab_size * model.hidden_size
     vocab_params = embedding if model.tie_word_embeddings or pp > 1 else 2 * embedding
-    return (math.ceil(model.num_layers / pp) * layer_params + vocab_params) / tp * dtype_bytes
+    layer_bytes = QUANTIZED_WEIGHT_BYTES.get(quantization, dtype_bytes)
+    return (math.ceil(model.num_layers / pp) * layer_params * layer_bytes + vocab_params * dtype_bytes) / tp
 
 
 def activation_reserve_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int, dtype_bytes: int) -> float:
@@ -119,7 +128,10 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deploy
     if max_num_batched_tokens < max_model_len:
         raise ScenarioError(source, "scheduler.max_num_batched_tokens", max_num_batched_tokens, f"is below max_model_len {max_model_len}, so long prompts could never be scheduled (vLLM v0 refuses this too)", f"set it to at least {max_model_len} or lower model.max_model_len")
 
-    weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes)
+    quantization = scenario.model.quantization
+    if quantization == "fp8" and gpu.fp8_flops is None:
+        raise ScenarioError(source, "model.quantization", quantization, f"{gpu.name} has no FP8 tensor cores", "use w8a8 or w4a16 on this GPU, or an FP8-capable GPU (H100, H200, L40S, B200)")
+    weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes, quantization)
     activations = activation_reserve_bytes(model, tp, max_num_batched_tokens, sched.max_num_seqs, dtype_bytes)
     usable = gpu.memory_bytes * sched.gpu_memory_utilization
     kv_bytes = usable - weights - activations
@@ -137,6 +149,6 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deploy
         raise ScenarioError(source, "model.max_model_len", max_model_len, f"exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", "lower model.max_model_len or give the KV cache more memory")
     return Deployment(
         model=model, gpu=gpu, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype_bytes=dtype_bytes,
-        max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, num_kv_blocks=num_blocks,
+        quantization=quantization, max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, num_kv_blocks=num_blocks,
         weight_bytes_per_gpu=weights, activation_reserve_bytes=activations, kv_cache_bytes_per_gpu=num_blocks * block_bytes,
     )

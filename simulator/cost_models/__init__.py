@@ -23,7 +23,7 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
         raise ScenarioError(source, "hardware.profile", scenario.hardware.profile, "profiled cost models are not available in this build", "remove hardware.profile to use the roofline model")
     return RooflineCostModel(
         deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
-        scenario.hardware.roofline, deployment.dtype_bytes,
+        scenario.hardware.roofline, deployment.dtype_bytes, deployment.quantization,
     )
 
 

@@ -38,6 +38,10 @@ class RooflineCostModel:
         pipeline_parallel_size: stages the layers are split into.
         params: efficiencies, launch and CPU overheads.
         dtype_bytes: bytes per weight, activation and KV element (2 for bf16/fp16).
+        quantization: the linear layers' weight quantization: ``none``; ``w8a8`` (int8 weights
+            and per-token int8 activations, int8 tensor cores); ``fp8`` (e4m3 weights and
+            activations, FP8 tensor cores); ``w4a16`` (int4 weights dequantized in the GEMM,
+            bf16 tensor cores). lm_head stays unquantized.
     """
 
     def __init__(
@@ -48,10 +52,21 @@ class RooflineCostModel:
         pipeline_parallel_size: int,
         params: RooflineConfig,
         dtype_bytes: int = 2,
+        quantization: str = "none",
     ) -> None:
         tp = tensor_parallel_size
         self.model, self.gpu, self.tp, self.pp, self.params = model, gpu, tp, pipeline_parallel_size, params
         self.dtype_bytes = dtype_bytes
+        self.quantization = quantization
+        if quantization == "w8a8":
+            self._linear_flops = gpu.int8_ops * params.gemm_flops_efficiency
+        elif quantization == "fp8":
+            assert gpu.fp8_flops is not None, f"{gpu.name} has no FP8 tensor cores"
+            self._linear_flops = gpu.fp8_flops * params.gemm_flops_efficiency
+        else:
+            self._linear_flops = gpu.bf16_flops * params.gemm_flops_efficiency
+        # Bytes per weight of the linear layers (int4 adds an fp16 scale and zero per 128 weights).
+        self._weight_bytes = {"none": dtype_bytes, "w8a8": 1.0, "fp8": 1.0, "w4a16": 0.5 + 4 / 128}[quantization]
         self._gemm_flops = gpu.bf16_flops * params.gemm_flops_efficiency
         self._gemm_bandwidth = gpu.memory_bandwidth * params.gemm_bandwidth_efficiency
         self._attention_flops = gpu.bf16_flops * params.attention_flops_efficiency
@@ -71,6 +86,25 @@ class RooflineCostModel:
         flops = 2.0 * m * k * n
         nbytes = (m * k + k * n + m * n) * self.dtype_bytes
         return max(flops / self._gemm_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+
+    def linear_time(self, m: int, k: int, n: int) -> float:
+        """Time of a layer's linear projection, [m, k] x [k, n], under the quantization (s).
+
+        W8A8 and FP8 read 1-byte activations and weights on the int8/FP8 tensor-core peak and pay
+        one extra elementwise pass quantizing the activations per token (SmoothQuant, Xiao et al.
+        ICML'23, Sec. 4); W4A16 reads packed int4 weights and runs at the bf16 peak (AWQ, Lin et
+        al. MLSys'24). Unquantized, it is ``gemm_time``.
+        """
+        if self.quantization == "none":
+            return self.gemm_time(m, k, n)
+        b = self.dtype_bytes
+        flops = 2.0 * m * k * n
+        if self.quantization == "w4a16":
+            nbytes = m * k * b + k * n * self._weight_bytes + m * n * b
+            return max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+        nbytes = m * k + k * n + m * n * b
+        t = max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+        return t + self.elementwise_time(m * k * (b + 1))  # quantize the activations
 
     def elementwise_time(self, nbytes: float) -> float:
         """Time of a memory-bound elementwise kernel moving ``nbytes`` bytes (s)."""
@@ -117,10 +151,10 @@ class RooflineCostModel:
         m, tp, b = num_tokens, self.tp, self.dtype_bytes
         h, d, inter = self.model.hidden_size, self.model.head_dim, self.model.intermediate_size // tp
         q_width, kv_width = self.q_heads * d, self.kv_heads * d
-        t = self.gemm_time(m, h, q_width + 2 * kv_width)  # QKV
-        t += self.gemm_time(m, q_width, h)  # O
-        t += self.gemm_time(m, h, 2 * inter)  # gate and up, fused
-        t += self.gemm_time(m, inter, h)  # down
+        t = self.linear_time(m, h, q_width + 2 * kv_width)  # QKV
+        t += self.linear_time(m, q_width, h)  # O
+        t += self.linear_time(m, h, 2 * inter)  # gate and up, fused
+        t += self.linear_time(m, inter, h)  # down
         t += 2 * self.elementwise_time(4 * m * h * b)  # fused residual add + RMSNorm: read 2, write 2
         t += self.elementwise_time(2 * m * (q_width + kv_width) * b)  # rotary on Q and K
         t += self.elementwise_time(2 * m * 2 * kv_width * b)  # write K and V into the cache
