@@ -33,6 +33,13 @@ class Batch:
         num_sampled_tokens: entries whose step completes their tokens and so samples one
             output token (these pay for lm_head and sampling).
         num_preemptions: requests preempted while this batch was formed.
+        num_swapped_blocks: KV blocks moved over PCIe before this step runs (swapped out plus
+            swapped in); the replica adds their transfer time to the step, as vLLM v0 runs its
+            cache swap operations before the forward pass of the same step.
+        num_idle_slots: static batching only: finished requests that still occupy the batch and
+            run a discarded decode step (FasterTransformer computes the whole batch until every
+            request ends). They are counted in ``num_decode_tokens``, ``decode_context_tokens``
+            and ``num_sampled_tokens`` so that any cost model prices them, but are not entries.
     """
 
     requests: list[Request] = field(default_factory=list)
@@ -44,6 +51,8 @@ class Batch:
     prefill_prefix_tokens: list[int] = field(default_factory=list)
     num_sampled_tokens: int = 0
     num_preemptions: int = 0
+    num_swapped_blocks: int = 0
+    num_idle_slots: int = 0
 
     def add(self, request: Request, num_new_tokens: int) -> None:
         """Schedule ``num_new_tokens`` (>= 1) of ``request``'s uncomputed tokens this step."""
@@ -59,6 +68,13 @@ class Batch:
             self.prefill_prefix_tokens.append(computed)
         if computed + num_new_tokens == request.num_prompt_tokens + request.num_generated_tokens:
             self.num_sampled_tokens += 1
+
+    def add_idle_slot(self, context_tokens: int) -> None:
+        """Price one idle slot: a finished request's discarded decode over ``context_tokens``."""
+        self.num_idle_slots += 1
+        self.num_decode_tokens += 1
+        self.decode_context_tokens += context_tokens
+        self.num_sampled_tokens += 1
 
     @classmethod
     def of_decodes(cls, requests: list[Request]) -> Batch:

@@ -81,7 +81,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
     iterations.parquet and report.html.
     """
-    from simulator.simulation import simulate  # keeps `servesim --help` fast
+    from simulator.simulation import describe_pools, simulate  # keeps `servesim --help` fast
 
     try:
         scenario = load_scenario(scenario_file, overrides)
@@ -96,8 +96,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         _fail(ScenarioError("--out" if out_dir else source, "" if out_dir else "output.dir", str(out), f"cannot create the results folder ({e.strerror})", "choose a writable folder"))
     write_results(result, out, report=scenario.output.report and not no_report)
     if not quiet:
-        c = scenario.cluster
-        title = f"{scenario.name}: {result.deployment.model.name}, {c.num_replicas} replica(s) of TP{c.tensor_parallel_size} PP{c.pipeline_parallel_size} {result.deployment.gpu.name}, {scenario.scheduler.name}"
+        title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
         Console().print(summary_table(result.summary, title))
         Console().print(f"results: {out}")
 
@@ -148,19 +147,148 @@ def list_specs() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field.")
 def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
     """Validate SCENARIO_FILE and print its memory plan without simulating."""
-    from simulator.deployment import resolve_deployment
+    from simulator.simulation import describe_kv_transfer, resolve_deployments
 
     try:
         scenario: Scenario = load_scenario(scenario_file, overrides)
-        d = resolve_deployment(scenario, str(scenario_file))
+        deployments = resolve_deployments(scenario, str(scenario_file))
     except ScenarioError as e:
         _fail(e)
     gib = 1024**3
-    click.echo(
-        f"{scenario_file}: ok: {d.model.name} on {d.gpu.name}, TP {d.tensor_parallel_size} x PP {d.pipeline_parallel_size}; "
-        f"per GPU {d.weight_bytes_per_gpu / gib:.1f} GiB weights, {d.activation_reserve_bytes / gib:.1f} GiB activations, "
-        f"{d.kv_cache_bytes_per_gpu / gib:.1f} GiB KV cache = {d.num_kv_blocks:,} blocks ({d.num_kv_blocks * scenario.scheduler.block_size:,} tokens)"
-    )
+    for role, d in deployments.items():
+        pool = "" if role == "colocated" else f"{role} pool: "
+        click.echo(
+            f"{scenario_file}: ok: {pool}{d.model.name} on {d.gpu.name}, TP {d.tensor_parallel_size} x PP {d.pipeline_parallel_size}; "
+            f"per GPU {d.weight_bytes_per_gpu / gib:.1f} GiB weights, {d.activation_reserve_bytes / gib:.1f} GiB activations, "
+            f"{d.kv_cache_bytes_per_gpu / gib:.1f} GiB KV cache = {d.num_kv_blocks:,} blocks ({d.num_kv_blocks * scenario.scheduler.block_size:,} tokens)"
+        )
+    if "prefill" in deployments:
+        click.echo(f"{scenario_file}: ok: {describe_kv_transfer(scenario, deployments)}")
+
+
+@main.command(name="plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder (default: reports/plan/<plan name>).")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run the simulations in local processes or on a Ray cluster.")
+@click.option("--address", help="Ray cluster to join (with --executor ray; default: start a local instance).")
+@click.option("--workers", type=int, help="Local worker processes (default: CPU count; 1 = in this process) or Ray tasks in flight.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Run cache folder (default: <out>/cache).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, address: str | None, workers: int | None, cache_dir: Path | None, no_cache: bool, quiet: bool) -> None:
+    """Find the cheapest deployment serving PLAN_FILE's workload at its target rate within its SLOs.
+
+    Writes plan.csv and plan.parquet (every candidate: capacity, replicas, GPUs, USD per hour and
+    per million output tokens, or why it is infeasible), sensitivity.csv and plan.html. Runs are
+    cached, so an interrupted plan resumes and an edited one re-runs only what changed.
+    """
+    from simulator.executors import make_executor
+    from simulator.plan import load_plan, run_plan
+    from simulator.plan import write_results as write_plan_results
+    from simulator.plan_report import console_summary, write_plan_report
+
+    try:
+        loaded = load_plan(plan_file)
+        out = out_dir or Path("reports") / "plan" / loaded.name
+        executor = make_executor(executor_kind, max_workers=workers, address=address, progress=not quiet)  # type: ignore[arg-type]
+        result = run_plan(loaded, executor, None if no_cache else cache_dir or out / "cache")
+    except ScenarioError as e:
+        _fail(e)
+    try:
+        write_plan_results(result, out)
+    except OSError as e:
+        _fail(ScenarioError("--out", "", str(out), f"cannot write the results folder ({e.strerror})", "choose a writable folder"))
+    write_plan_report(result, out / "plan.html")
+    if not quiet:
+        Console().print(console_summary(result))
+        Console().print(f"results: {out}")
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--executor", type=click.Choice(["local", "ray"]), default=None, help="Where runs go: local processes or a Ray cluster (default: the file's executor, else local).")
+@click.option("--address", default=None, help="Ray cluster address, e.g. auto or ray://HOST:10001 (default: start a local Ray instance).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes or Ray tasks in flight (default: every CPU).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder (default: reports/compare/<sweep name>).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache (<out>/cache).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def compare(sweep_file: Path, executor: str | None, address: str | None, workers: int | None, out_dir: Path | None, no_cache: bool, quiet: bool) -> None:
+    """Run the sweep in SWEEP_FILE: every configuration at every rate, and each one's capacity.
+
+    Writes results.csv / results.parquet (one row per run), capacity.csv and compare.html to
+    the results folder. Runs are cached there, so an interrupted sweep resumes.
+    """
+    from simulator.compare import capacity_console_table, run_compare
+
+    try:
+        result = run_compare(sweep_file, executor=executor, address=address, workers=workers, out=out_dir, use_cache=not no_cache, progress=not quiet)
+    except ScenarioError as e:
+        _fail(e)
+    if not quiet:
+        console = Console()
+        if len(result.capacity):
+            console.print(capacity_console_table(result))
+        num_cached = int(result.results["cached"].sum()) if len(result.results) else 0
+        console.print(f"{len(result.results)} runs ({num_cached} from the cache) in {result.wall_time_s:.1f} s; results: {result.out}")
+
+
+@main.command(name="profile")
+@click.option("--model", required=True, help="Bundled model name or a path to a Hugging Face config.json.")
+@click.option("--tp", default="1", show_default=True, help="TP degrees to profile, comma-separated, e.g. 1,2,4,8.")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True, help="Measure on the GPU (PyTorch and Triton kernels) or the CPU (PyTorch).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Profile bundle folder (created; an existing one is resumed).")
+@click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help="Dtype of unquantized operators (default: bfloat16 on cuda, float32 on cpu).")
+@click.option("--quantization", default="auto", show_default=True, help="Quantized GEMMs to add: auto (all on cuda, none on cpu), none, or some of w8a8,w4a16,fp8.")
+@click.option("--budget-minutes", type=click.FloatRange(min=0), default=None, help="Stop before this many minutes; rerun to continue.")
+@click.option("--operators", default=None, help="Only these operators, comma-separated (default: all).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Largest tokens per step swept (default: 16384 cuda, 512 cpu).")
+@click.option("--points-per-octave", type=click.IntRange(min=1), default=None, help="Token sweep density (default: 4).")
+@click.option("--max-num-seqs", type=click.IntRange(min=1), default=None, help="Most requests per step swept: sampling, decode batches (default: 512 cuda, 64 cpu).")
+@click.option("--max-context", type=click.IntRange(min=1), default=None, help="Most context tokens in the attention grids (default: the model's).")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="Measure each shape this many times (default: 1).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU only: torch threads (default: 1).")
+@click.option("--min-time-ms", type=click.FloatRange(min=0), default=50.0, show_default=True, help="CPU only: least timed milliseconds per measurement.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def profile_command(model: str, tp: str, device: str, out: Path, dtype: str | None, quantization: str, budget_minutes: float | None,
+                    operators: str | None, max_tokens: int | None, points_per_octave: int | None, max_num_seqs: int | None,
+                    max_context: int | None, repeats: int | None, threads: int | None, min_time_ms: float, quiet: bool) -> None:
+    """Measure every operator of MODEL over a shape sweep into a profile bundle (resumable)."""
+    from profiler.commands import run_profile
+
+    try:
+        summary = run_profile(model, tp, device, out, dtype, quantization, budget_minutes, operators, max_tokens,
+                              points_per_octave, max_num_seqs, max_context, repeats, threads, min_time_ms, progress=not quiet)
+    except ScenarioError as e:
+        _fail(e)
+    left = summary.num_planned - summary.num_done_before - summary.num_measured - summary.num_failed
+    click.echo(f"{summary.out}: {summary.num_measured} measured now, {summary.num_done_before} before, {summary.num_failed} failed, "
+               f"{left} left ({summary.stopped}); next: servesim {'profile ... (same options) to continue' if left else f'fit {summary.out}'}")
+
+
+@main.command(name="fit")
+@click.argument("profile_dir", type=click.Path(path_type=Path))
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="K of the K-fold cross-validation over shapes.")
+@click.option("--target", type=click.Choice(["auto", "median_s", "p20_s", "min_s"]), default="auto", show_default=True, help="Timing column to fit (auto: median_s for GPU bundles, min_s for CPU ones).")
+@click.option("--no-html", is_flag=True, help="Skip fit_report.html.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def fit_command(profile_dir: Path, folds: int, target: str, no_html: bool, quiet: bool) -> None:
+    """Fit one runtime model per operator of PROFILE_DIR and report its held-out error."""
+    from profiler.commands import run_fit
+
+    try:
+        report = run_fit(profile_dir, folds, target, html=not no_html, progress=False)
+    except ScenarioError as e:
+        _fail(e)
+    if not quiet:
+        table = Table(title=f"{report['model']} on {report['device']}: held-out error ({folds}-fold over shapes)")
+        for col in ("operator", "impl", "dtype", "shapes", "model", "median %", "P95 %"):
+            table.add_column(col, justify="right" if col in ("shapes", "median %", "P95 %") else "left")
+        for e in report["operators"]:
+            med, p95 = e["median_ape_pct"], e["p95_ape_pct"]
+            table.add_row(e["operator"], e["implementation"], e["dtype"], str(e["num_shapes"]), e["model"],
+                          "-" if med is None else f"{med:.1f}", "-" if p95 is None else f"{p95:.1f}")
+        Console().print(table)
+        Console().print(f"fit in {report['fit_s']:.1f} s; wrote runtime_model.json, fit_report.json{'' if no_html else ', fit_report.html'} in {profile_dir}")
 
 
 if __name__ == "__main__":

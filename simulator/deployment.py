@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from simulator.errors import ScenarioError
-from simulator.scenario import Scenario
+from simulator.scenario import PoolConfig, Scenario
 from simulator.specs.gpu import GPUS, GPUSpec
 from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
 
@@ -95,8 +95,32 @@ def activation_reserve_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: 
     return max_num_batched_tokens * per_token * dtype_bytes + logits + NON_TORCH_RESERVE_BYTES
 
 
-def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deployment:
+def pool_config(scenario: Scenario, role: str) -> PoolConfig:
+    """The replicas and parallelism of the pool of ``role`` (``prefill`` or ``decode``).
+
+    A pool the scenario leaves unset is one replica at the cluster's TP and PP.
+    """
+    assert role in ("prefill", "decode"), f"unknown pool {role!r}"
+    cluster = scenario.cluster
+    pool = cluster.prefill if role == "prefill" else cluster.decode
+    return pool or PoolConfig(1, cluster.tensor_parallel_size, cluster.pipeline_parallel_size)
+
+
+def _parallelism(scenario: Scenario, role: str) -> tuple[int, int, str]:
+    """TP and PP of one replica of ``role`` and the scenario section they are read from."""
+    cluster = scenario.cluster
+    pool = {"prefill": cluster.prefill, "decode": cluster.decode}.get(role)
+    if pool is None:
+        return cluster.tensor_parallel_size, cluster.pipeline_parallel_size, "cluster"
+    return pool.tensor_parallel_size, pool.pipeline_parallel_size, f"cluster.{role}"
+
+
+def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str = "colocated") -> Deployment:
     """Resolve and check the model, GPU, parallelism and memory plan of ``scenario``.
+
+    ``role`` picks whose parallelism: ``colocated`` (the cluster section's TP and PP), or the
+    ``prefill`` / ``decode`` pool of a disaggregated deployment (``cluster.prefill`` /
+    ``cluster.decode``, defaulting to the cluster's); errors name the field it came from.
 
     KV-cache capacity per GPU = memory x gpu_memory_utilization - weights - activation reserve;
     blocks = that / (2 x block_size x layers per stage x KV heads per GPU x head_dim x bytes).
@@ -110,16 +134,16 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deploy
     gpu = GPUS.get(scenario.hardware.gpu.lower())
     if gpu is None:
         raise ScenarioError(source, "hardware.gpu", scenario.hardware.gpu, "unknown GPU", f"use one of {', '.join(GPUS)}")
-    tp, pp = scenario.cluster.tensor_parallel_size, scenario.cluster.pipeline_parallel_size
+    tp, pp, field = _parallelism(scenario, role)
     if model.num_attention_heads % tp:
         options = [n for n in range(1, model.num_attention_heads + 1) if model.num_attention_heads % n == 0 and (model.num_kv_heads % n == 0 or n % model.num_kv_heads == 0)]
-        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"does not divide the {model.num_attention_heads} attention heads of {model.name}", f"use one of {', '.join(map(str, options))}")
+        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the {model.num_attention_heads} attention heads of {model.name}", f"use one of {', '.join(map(str, options))}")
     if model.num_kv_heads % tp and tp % model.num_kv_heads:
-        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}", "use a TP degree that divides the KV heads or is a multiple of them")
+        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}", "use a TP degree that divides the KV heads or is a multiple of them")
     if model.intermediate_size % tp:
-        raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
+        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
     if pp > model.num_layers:
-        raise ScenarioError(source, "cluster.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
+        raise ScenarioError(source, f"{field}.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
 
     sched = scenario.scheduler
     dtype_bytes = _DTYPE_BYTES[scenario.model.dtype]
@@ -141,7 +165,7 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>") -> Deploy
         num_blocks = sched.num_gpu_blocks_override
     else:
         if weights >= usable:
-            raise ScenarioError(source, "cluster.tensor_parallel_size", tp, f"{model.name} needs {weights / GIB:.1f} GiB of weights per GPU but {gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization {sched.gpu_memory_utilization}", "raise tensor_parallel_size or pipeline_parallel_size, or pick a GPU with more memory")
+            raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"{model.name} needs {weights / GIB:.1f} GiB of weights per GPU but {gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization {sched.gpu_memory_utilization}", "raise tensor_parallel_size or pipeline_parallel_size, or pick a GPU with more memory")
         num_blocks = int(kv_bytes // block_bytes)
         if num_blocks < 1:
             raise ScenarioError(source, "scheduler.gpu_memory_utilization", sched.gpu_memory_utilization, f"leaves no memory for KV cache blocks ({weights / GIB:.1f} GiB weights + {activations / GIB:.1f} GiB activations of {usable / GIB:.1f} GiB usable)", "raise gpu_memory_utilization or tensor_parallel_size, or lower max_num_batched_tokens")

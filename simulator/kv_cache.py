@@ -14,11 +14,49 @@ Blocks are allocated when a request is admitted (for every token it will compute
 a decode step crosses a block boundary, and all freed when it finishes or is preempted. Admission
 keeps a watermark of free blocks so running requests can still grow (vLLM v0
 ``BlockSpaceManager.can_allocate``).
+
+Prefix caching (``simulator.prefix_cache.PrefixCachingBlockManager``) shares full prompt blocks
+between requests; this manager answers its queries with "nothing cached", so schedulers call
+the same methods either way. Preemption by swap moves a request's blocks to CPU memory
+(``SwapSpace``), whose accounting the scheduler keeps.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
+from simulator.deployment import GIB, Deployment
 from simulator.request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class SwapSpace:
+    """CPU memory for swapped-out KV blocks of one replica, and the time to move one block.
+
+    Attributes:
+        num_blocks: KV blocks the CPU swap space holds (0: no swap space, swapping falls back
+            to recompute).
+        block_transfer_s: seconds to copy one KV block between GPU and CPU memory, one way.
+            Every GPU of the replica moves its own share of the block over its own PCIe link
+            at the same time, so this is one GPU's share over one link.
+    """
+
+    num_blocks: int = 0
+    block_transfer_s: float = 0.0
+
+    @classmethod
+    def for_deployment(cls, deployment: Deployment, swap_space_gib: float) -> SwapSpace:
+        """The swap space of one replica of ``deployment``.
+
+        vLLM's ``swap_space`` is CPU memory per GPU in GiB (``CacheConfig.swap_space``, default
+        4; ``num_cpu_blocks = swap_space_bytes // cache_block_size``). One block's bytes on one
+        GPU are ``kv_cache_bytes_per_gpu / num_kv_blocks``; it moves at the GPU spec's PCIe
+        bandwidth per direction (datasheet peak: a lower bound on the time, as vLLM v0 copies
+        each block of each layer with its own ``cudaMemcpyAsync``).
+        """
+        block_bytes = deployment.kv_cache_bytes_per_gpu / deployment.num_kv_blocks
+        return cls(math.floor(swap_space_gib * GIB / block_bytes), block_bytes / deployment.gpu.pcie_bandwidth)
 
 
 class BlockManager:
@@ -49,12 +87,33 @@ class BlockManager:
     def num_blocks_held(self, request: Request) -> int:
         return self._num_blocks_held.get(request.request_id, 0)
 
-    def can_allocate(self, num_tokens: int) -> bool:
-        """Whether a request holding ``num_tokens`` tokens can be admitted above the watermark."""
-        return self.num_free_blocks - self.num_blocks_for(num_tokens) >= self.watermark_blocks
+    def can_allocate(self, num_tokens: int, num_cached_blocks: int = 0, num_evictable_cached_blocks: int = 0) -> bool:
+        """Whether a request holding ``num_tokens`` tokens can be admitted above the watermark.
 
-    def allocate(self, request: Request, num_tokens: int) -> None:
-        """Give ``request`` (holding no blocks) a block table for ``num_tokens`` tokens."""
+        With prefix caching, its first ``num_cached_blocks`` blocks are already in the cache and
+        need no new block, except the ``num_evictable_cached_blocks`` of them that no request
+        holds, which count as free blocks until taken (vLLM v1 ``get_num_blocks_to_allocate``).
+        """
+        needed = self.num_blocks_for(num_tokens) - num_cached_blocks + num_evictable_cached_blocks
+        return self.num_free_blocks - needed >= self.watermark_blocks
+
+    def find_cached_prefix(self, request: Request) -> tuple[int, int]:
+        """Prefix caching: (cached leading prompt blocks, how many of them are evictable).
+
+        Always (0, 0) here: this manager caches nothing.
+        """
+        return 0, 0
+
+    def cache_blocks(self, request: Request, num_tokens: int) -> None:
+        """Prefix caching: publish the full prompt blocks among ``request``'s first ``num_tokens``
+        tokens once they are scheduled. Nothing to do here."""
+
+    def allocate(self, request: Request, num_tokens: int, num_cached_blocks: int = 0) -> None:
+        """Give ``request`` (holding no blocks) a block table for ``num_tokens`` tokens.
+
+        ``num_cached_blocks`` (from ``find_cached_prefix``) is always 0 for this manager.
+        """
+        assert num_cached_blocks == 0, "this block manager caches no prefix"
         needed = self.num_blocks_for(num_tokens)
         assert request.request_id not in self._num_blocks_held, f"request {request.request_id} already holds blocks"
         assert needed <= self.num_free_blocks, f"allocating {needed} blocks with {self.num_free_blocks} free"
@@ -81,3 +140,8 @@ class BlockManager:
         """Return every block of ``request`` to the pool (on finish or preemption)."""
         self.num_free_blocks += self._num_blocks_held.pop(request.request_id)
         assert self.num_free_blocks <= self.num_blocks, "freed more blocks than the pool holds"
+
+    def check(self) -> None:
+        """Assert block conservation: blocks held by requests + free blocks = all blocks."""
+        held = sum(self._num_blocks_held.values())
+        assert held + self.num_free_blocks == self.num_blocks, f"{held} held + {self.num_free_blocks} free != {self.num_blocks} blocks"

@@ -12,6 +12,8 @@ Definitions (part of the interface):
 * Duration = first arrival to last finish; throughputs are per second of duration.
 * SLO attainment = fraction of requests meeting every SLO set (an undefined TPOT meets the TPOT
   SLO); goodput = such requests per second.
+* Prefix cache hit rate = prompt tokens found in the prefix cache when each request was first
+  scheduled (``num_cached_tokens``) / all prompt tokens.
 
 Percentiles are numpy's linear interpolation between order statistics.
 """
@@ -41,6 +43,8 @@ def request_table(requests: list[Request], slo: SLOConfig) -> pd.DataFrame:
             "num_prompt_tokens": np.array([r.num_prompt_tokens for r in requests], dtype=np.int64),
             "num_output_tokens": np.array([r.num_output_tokens for r in requests], dtype=np.int64),
             "num_preemptions": np.array([r.num_preemptions for r in requests], dtype=np.int64),
+            "num_swaps": np.array([r.num_swaps for r in requests], dtype=np.int64),
+            "num_cached_tokens": np.array([r.num_cached_tokens for r in requests], dtype=np.int64),
         }
     )
     df["ttft_s"] = df["first_token_time"] - df["arrival_time"]
@@ -118,6 +122,10 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarra
         "slo_attainment": num_good / len(requests) if len(requests) else math.nan,
         "goodput_rps": per_s(num_good),
         "num_preemptions": int(requests["num_preemptions"].sum()),
+        "num_swaps": int(requests["num_swaps"].sum()),
+        # Fraction of prompt tokens served from the prefix cache at first scheduling (vLLM v1's
+        # prefix cache hit rate counts the same tokens).
+        "prefix_cache_hit_rate": float(requests["num_cached_tokens"].sum() / requests["num_prompt_tokens"].sum()) if len(requests) else 0.0,
         "num_iterations": int(len(iterations)),
         "mean_batch_size": float(iterations["batch_size"].mean()) if len(iterations) else 0.0,
         "mean_kv_usage": float(iterations["kv_usage"].mean()) if len(iterations) else 0.0,

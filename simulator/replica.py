@@ -1,7 +1,8 @@
 """A replica: one model copy (TP x PP GPUs) running iterations as one SimPy process.
 
-Each iteration: the scheduler picks a batch, the replica waits the cost model's step time, the
-scheduler folds the results back. With nothing to run, the replica sleeps on an event that the
+Each iteration: the scheduler picks a batch, the replica waits the cost model's step time (plus
+the PCIe time of any KV blocks swapped for it: vLLM v0 runs cache swaps before the forward pass
+of the same step, one block after another), the scheduler folds the results back. With nothing to run, the replica sleeps on an event that the
 next arriving request triggers. Per-iteration records go into plain column lists, turned into a
 DataFrame after the run.
 
@@ -51,6 +52,7 @@ class Replica:
     def _run(self):
         env, scheduler, cost_model = self.env, self.scheduler, self.cost_model
         block_manager = scheduler.block_manager
+        block_transfer_s = scheduler.swap_space.block_transfer_s
         record = self.records.append
         replica_id, iteration = self.replica_id, 0
         while True:
@@ -64,7 +66,10 @@ class Replica:
             # KV usage and queues as the step runs: after admission, before fold-back.
             used = block_manager.num_blocks - block_manager.num_free_blocks
             num_waiting, num_running = len(scheduler.waiting), len(scheduler.running)
-            yield env.timeout(cost_model.step_time(batch))
+            step_time = cost_model.step_time(batch)
+            if batch.num_swapped_blocks:
+                step_time += batch.num_swapped_blocks * block_transfer_s
+            yield env.timeout(step_time)
             record((replica_id, iteration, start, env.now, len(batch.requests), batch.num_prefill_tokens,
                     batch.num_decode_tokens, used, used / block_manager.num_blocks, num_waiting, num_running,
                     batch.num_preemptions))

@@ -11,7 +11,9 @@ tokens generated so far), the vLLM v1 ``Request`` model:
 
 A request is in prefill while ``num_computed_tokens < num_prompt_tokens`` (DESIGN.md); a request
 preempted by recompute drops ``num_computed_tokens`` to 0 and prefills prompt and generated tokens
-again. A step that brings ``num_computed_tokens`` up to ``num_tokens`` samples one output token.
+again; one preempted by swap keeps it (its KV blocks wait in CPU memory). A step that brings
+``num_computed_tokens`` up to ``num_tokens`` samples one output token. With prefix caching,
+``num_computed_tokens`` starts at the prompt tokens found in the cache (``num_cached_tokens``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ from dataclasses import dataclass, field
 
 
 class RequestStatus(enum.IntEnum):
-    """Where a request is in its life; ordered so ``status >= FINISHED`` means done."""
+    """Where a request is in its life; ordered so ``status >= FINISHED`` means done.
+
+    PREEMPTED: back in the waiting queue after preemption by recompute. SWAPPED: preempted by
+    swap, its KV blocks in CPU memory until it is swapped back in.
+    """
 
     WAITING = 0
     RUNNING = 1
     PREEMPTED = 2
-    FINISHED = 3
+    SWAPPED = 3
+    FINISHED = 4
 
 
 @dataclass(slots=True, eq=False)
@@ -55,7 +62,11 @@ class Request:
     status: RequestStatus = RequestStatus.WAITING
     num_computed_tokens: int = 0
     num_generated_tokens: int = 0
-    num_preemptions: int = 0
+    num_preemptions: int = 0  # by recompute or by swap
+    num_swaps: int = 0  # preemptions by swap (KV blocks moved to CPU memory and back)
+    # Prompt tokens found in the prefix cache when the request was first scheduled (vLLM v1
+    # ``Request.num_cached_tokens``): their prefill is skipped.
+    num_cached_tokens: int = 0
     replica_id: int | None = None
     first_scheduled_time: float | None = None
     first_token_time: float | None = None

@@ -2,11 +2,17 @@
 
 The flow: workload -> router -> replicas (scheduler + KV cache each, priced by the cost model)
 -> request and iteration records -> metrics. SimPy keeps time; plain objects keep state.
+
+A colocated deployment is ``cluster.num_replicas`` replicas of one kind, each running prefill
+and decode. A scheduler with a ``decode_policy`` (``distserve``) makes it disaggregated: a
+prefill pool and a decode pool joined by a KV-transfer network (``simulator.disaggregation``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,20 +22,28 @@ from tqdm import tqdm
 
 from simulator import metrics
 from simulator.cost_models import build_cost_model
-from simulator.deployment import Deployment, resolve_deployment
+from simulator.deployment import Deployment, pool_config, resolve_deployment
+from simulator.disaggregation import DisaggregatedCluster
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager
+from simulator.kv_cache import BlockManager, SwapSpace
+from simulator.kv_transfer import link_bandwidth_and_latency
 from simulator.replica import Replica
 from simulator.request import Request
-from simulator.router import ROUTERS, Router
+from simulator.router import make_router
 from simulator.scenario import Scenario
-from simulator.schedulers import SCHEDULERS
+from simulator.schedulers import SCHEDULERS, Scheduler
 from simulator.workload import Workload, load_workload
+
+ROLES = ("colocated", "prefill", "decode")  # instance roles, the categories of the ``role`` column
 
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """What a run produced: per-request and per-iteration tables, all token gaps, the summary."""
+    """What a run produced: per-request and per-iteration tables, all token gaps, the summary.
+
+    ``deployment`` is the colocated replicas' (disaggregated: the prefill pool's);
+    ``deployments`` has each pool's by instance role, ``replica_roles`` each replica id's role.
+    """
 
     scenario: Scenario
     deployment: Deployment
@@ -38,15 +52,64 @@ class SimulationResult:
     iterations: pd.DataFrame
     tbt_s: np.ndarray
     summary: dict
+    deployments: dict[str, Deployment] = dataclasses.field(default_factory=dict)
+    replica_roles: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
-def _arrivals(env: simpy.Environment, requests: list[Request], replicas: list[Replica], router: Router):
-    schedulers = [replica.scheduler for replica in replicas]
+def scheduler_policy(scenario: Scenario, source: str = "<scenario>") -> type[Scheduler]:
+    """The scheduler class named by ``scheduler.name``.
+
+    Raises:
+        ScenarioError: the name is not in ``SCHEDULERS`` (the message lists the known names).
+    """
+    cls = SCHEDULERS.get(scenario.scheduler.name)
+    if cls is None:
+        raise ScenarioError(source, "scheduler.name", scenario.scheduler.name, "unknown scheduler", f"use one of {', '.join(SCHEDULERS)}")
+    return cls
+
+
+def is_disaggregated(scenario: Scenario, source: str = "<scenario>") -> bool:
+    """Whether the scenario's scheduler runs separate prefill and decode pools (DistServe)."""
+    return getattr(scheduler_policy(scenario, source), "decode_policy", None) is not None
+
+
+def resolve_deployments(scenario: Scenario, source: str = "<scenario>") -> dict[str, Deployment]:
+    """Each pool's deployment by instance role: ``colocated``, or ``prefill`` and ``decode``.
+
+    Raises:
+        ScenarioError: an unknown scheduler, or any check of ``resolve_deployment``.
+    """
+    if is_disaggregated(scenario, source):
+        return {role: resolve_deployment(scenario, source, role) for role in ("prefill", "decode")}
+    return {"colocated": resolve_deployment(scenario, source)}
+
+
+def describe_pools(scenario: Scenario, deployments: dict[str, Deployment]) -> str:
+    """The replicas in words: ``2 replica(s) of TP1 PP1 h100-sxm`` or, disaggregated,
+    ``1 prefill + 1 decode replica(s) of TP1 PP1 h100-sxm, KV over nvlink``."""
+    if "colocated" in deployments:
+        d = deployments["colocated"]
+        return f"{scenario.cluster.num_replicas} replica(s) of TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size} {d.gpu.name}"
+    pools = [f"{pool_config(scenario, role).num_replicas} {role} replica(s) of TP{d.tensor_parallel_size} PP{d.pipeline_parallel_size}" for role, d in deployments.items()]
+    return f"{' + '.join(pools)} {deployments['prefill'].gpu.name}, KV over {scenario.cluster.kv_transfer.link}"
+
+
+def describe_kv_transfer(scenario: Scenario, deployments: dict[str, Deployment]) -> str:
+    """The KV-transfer link of a disaggregated deployment in words (bandwidths, latency)."""
+    bandwidth, latency = link_bandwidth_and_latency(scenario.cluster.kv_transfer, deployments["prefill"].gpu)
+    d = deployments["prefill"]
+    return (
+        f"KV transfer over {scenario.cluster.kv_transfer.link}: {bandwidth / 1e9:g} GB/s per GPU, {latency * 1e6:g} us per transfer; "
+        f"{d.model.kv_bytes_per_token(d.dtype_bytes) / 1024:g} KiB of KV per prompt token"
+    )
+
+
+def _arrivals(env: simpy.Environment, requests: list[Request], dispatch: Callable[[Request], None]):
     for request in requests:
         delay = request.arrival_time - env.now
         if delay > 0:
             yield env.timeout(delay)
-        replicas[router(request, schedulers)].add_request(request)
+        dispatch(request)
 
 
 class Simulation:
@@ -57,32 +120,46 @@ class Simulation:
         source: the scenario's file name, for error messages.
 
     Raises:
-        ScenarioError: the deployment or the workload is invalid.
+        ScenarioError: the scheduler, router, deployment or workload is invalid.
     """
 
     def __init__(self, scenario: Scenario, source: str = "<scenario>") -> None:
         self.scenario = scenario
-        self.deployment = deployment = resolve_deployment(scenario, source)
         sched_cfg = scenario.scheduler
-        scheduler_cls = SCHEDULERS.get(sched_cfg.name)
-        if scheduler_cls is None:
-            raise ScenarioError(source, "scheduler.name", sched_cfg.name, "unknown scheduler", f"use one of {', '.join(SCHEDULERS)}")
-        router = ROUTERS.get(scenario.cluster.router)
-        if router is None:
-            raise ScenarioError(source, "cluster.router", scenario.cluster.router, "unknown router", f"use one of {', '.join(ROUTERS)}")
-        self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
-        self.cost_model = build_cost_model(scenario, deployment, source)
-        self.env = simpy.Environment()
+        scheduler_cls = scheduler_policy(scenario, source)
+        decode_policy = getattr(scheduler_cls, "decode_policy", None)
+        router = make_router(scenario.cluster.router, scenario.seed, source)
+        self.env = env = simpy.Environment()
         self.num_finished = 0
-        self.replicas = [
-            Replica(
-                self.env, i,
-                scheduler_cls(sched_cfg, BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), deployment.max_num_batched_tokens, deployment.max_model_len),
-                self.cost_model, self._on_finish,
-            )
-            for i in range(scenario.cluster.num_replicas)
-        ]
-        self.env.process(_arrivals(self.env, self.workload.requests, self.replicas, router))
+        self.cluster: DisaggregatedCluster | None = None
+        if decode_policy is None:
+            self.deployment = deployment = resolve_deployment(scenario, source)
+            self.deployments = {"colocated": deployment}
+            self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
+            self.cost_model = build_cost_model(scenario, deployment, source)
+            swap_space = SwapSpace.for_deployment(deployment, sched_cfg.swap_space_gib)
+            self.replicas = [
+                Replica(
+                    env, i,
+                    scheduler_cls(sched_cfg, BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark), deployment.max_num_batched_tokens, deployment.max_model_len, swap_space),
+                    self.cost_model, self._on_finish,
+                )
+                for i in range(scenario.cluster.num_replicas)
+            ]
+            self.replica_roles = {i: "colocated" for i in range(len(self.replicas))}
+            replicas, schedulers = self.replicas, [replica.scheduler for replica in self.replicas]
+
+            def dispatch(request: Request) -> None:
+                replicas[router(request, schedulers)].add_request(request)
+        else:
+            self.cluster = cluster = DisaggregatedCluster(env, scenario, source, scheduler_cls, decode_policy, router, self._on_finish)
+            self.deployments = cluster.deployments
+            self.deployment = deployment = cluster.deployments["prefill"]
+            self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
+            self.replicas = cluster.replicas
+            self.replica_roles = cluster.roles
+            dispatch = cluster.add_request
+        env.process(_arrivals(env, self.workload.requests, dispatch))
 
     def _on_finish(self, request: Request) -> None:
         self.num_finished += 1
@@ -92,6 +169,9 @@ class Simulation:
 
         Args:
             progress: show a progress bar (on stderr) when the run lasts more than 2 s.
+
+        Raises:
+            AssertionError: the run stalled (no event left with requests unfinished): a bug.
         """
         wall_start = time.perf_counter()
         env, requests = self.env, self.workload.requests
@@ -107,13 +187,21 @@ class Simulation:
         slo = self.scenario.slo
         request_df = metrics.request_table(requests, slo)
         iteration_df = metrics.iteration_table([row for replica in self.replicas for row in replica.records])
+        roles = np.array([ROLES.index(self.replica_roles[i]) for i in range(len(self.replicas))], dtype=np.int8)
+        iteration_df["role"] = pd.Categorical.from_codes(roles[iteration_df["replica_id"].to_numpy(dtype=np.int64)], categories=list(ROLES))
         tbt = metrics.token_gaps(requests)
         summary = metrics.summarize(request_df, iteration_df, tbt, slo)
         summary["num_skipped_requests"] = self.workload.num_skipped
         summary["num_truncated_outputs"] = self.workload.num_truncated_outputs
-        summary["num_kv_blocks_per_replica"] = self.deployment.num_kv_blocks
+        if self.cluster is None:
+            summary["num_kv_blocks_per_replica"] = self.deployment.num_kv_blocks
+        else:
+            for name, column in self.cluster.request_columns(requests).items():
+                request_df[name] = column
+            summary["num_kv_blocks_per_replica"] = {role: d.num_kv_blocks for role, d in self.deployments.items()}
+            summary.update(self.cluster.transfer_summary(request_df))
         summary["wall_time_s"] = time.perf_counter() - wall_start
-        return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary)
+        return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary, self.deployments, self.replica_roles)
 
 
 def simulate(scenario: Scenario, source: str = "<scenario>", progress: bool = False) -> SimulationResult:

@@ -11,6 +11,7 @@ from simulator.request import Request
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
 AZURE_CONV = TRACES / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
+MOONCAKE_CONV = TRACES / "mooncake" / "conversation_trace.jsonl"
 
 
 def make_request(request_id: int = 0, prompt: int = 10, output: int = 3, arrival: float | None = None) -> Request:
@@ -25,6 +26,13 @@ def azure_conv() -> Path:
     return AZURE_CONV
 
 
+@pytest.fixture
+def mooncake_conv() -> Path:
+    if not MOONCAKE_CONV.is_file():
+        pytest.skip(f"public trace not found at {MOONCAKE_CONV}")
+    return MOONCAKE_CONV
+
+
 def check_invariants(sim, result) -> None:
     """Invariants every scheduler keeps on every run."""
     requests = sim.workload.requests
@@ -37,12 +45,16 @@ def check_invariants(sim, result) -> None:
         assert r.num_generated_tokens == r.num_output_tokens == len(r.token_times)
         assert r.num_computed_tokens == r.num_prompt_tokens + r.num_output_tokens - 1
     assert (df["ttft_s"] <= df["e2e_s"] + 1e-12).all() and (df["ttft_s"] > 0).all()
-    # Blocks in use never exceed capacity; all are free at the end.
+    # Blocks in use never exceed capacity; all are free at the end (cached blocks no request
+    # holds count as free), each block in exactly one state; no KV block is left in CPU memory.
     for replica in sim.replicas:
-        bm = replica.scheduler.block_manager
+        scheduler = replica.scheduler
+        bm = scheduler.block_manager
         used = [row[7] for row in replica.records]
         assert max(used) <= bm.num_blocks
-        assert bm.num_free_blocks == bm.num_blocks and not replica.scheduler.running and not replica.scheduler.waiting
+        bm.check()
+        assert bm.num_free_blocks == bm.num_blocks and not scheduler.running and not scheduler.waiting
+        assert not scheduler.swapped and scheduler.num_free_cpu_blocks == scheduler.swap_space.num_blocks
     # Budgets: prefill tokens per iteration and running requests stay within their caps.
     it = result.iterations
     budget = sim.replicas[0].scheduler.token_budget

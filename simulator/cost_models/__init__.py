@@ -7,9 +7,9 @@ model when ``hardware.profile`` names a profile bundle.
 from __future__ import annotations
 
 from simulator.cost_models.base import CostModel
+from simulator.cost_models.profiled import ProfiledCostModel
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.deployment import Deployment
-from simulator.errors import ScenarioError
 from simulator.scenario import Scenario
 
 
@@ -20,11 +20,15 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
         ScenarioError: ``hardware.profile`` names a bundle that cannot be used.
     """
     if scenario.hardware.profile is not None:
-        raise ScenarioError(source, "hardware.profile", scenario.hardware.profile, "profiled cost models are not available in this build", "remove hardware.profile to use the roofline model")
+        return ProfiledCostModel(
+            scenario.hardware.profile, deployment.model, deployment.gpu, deployment.tensor_parallel_size,
+            deployment.pipeline_parallel_size, scenario.hardware.roofline, deployment.dtype_bytes, deployment.quantization,
+            deployment.max_num_batched_tokens, source,
+        )
     return RooflineCostModel(
         deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
         scenario.hardware.roofline, deployment.dtype_bytes, deployment.quantization,
     )
 
 
-__all__ = ["CostModel", "RooflineCostModel", "build_cost_model"]
+__all__ = ["CostModel", "ProfiledCostModel", "RooflineCostModel", "build_cost_model"]

@@ -4,14 +4,20 @@ Each policy is one module with one class behind ``simulator.schedulers.base.Sche
 """
 
 from simulator.schedulers.base import Scheduler
+from simulator.schedulers.distserve import DistServeScheduler
 from simulator.schedulers.orca import OrcaScheduler
 from simulator.schedulers.sarathi import SarathiScheduler
+from simulator.schedulers.static import StaticScheduler
 from simulator.schedulers.vllm import VLLMScheduler
+from simulator.schedulers.vllm_v1 import VLLMV1Scheduler
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
     "vllm": VLLMScheduler,
     "sarathi": SarathiScheduler,
     "orca": OrcaScheduler,
+    "vllm_v1": VLLMV1Scheduler,
+    "static": StaticScheduler,
+    "distserve": DistServeScheduler,
 }
 
 __all__ = ["SCHEDULERS", "Scheduler"]

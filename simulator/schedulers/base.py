@@ -5,6 +5,12 @@ means nothing to run) and inherits ``on_step_end(batch, now)``, which folds a fi
 back into the requests: computed tokens advance, a step that completes a request's tokens
 samples one output token, and a request with all its output tokens finishes and frees its KV
 blocks. The replica loop calls only these two and ``add_request``.
+
+The base also holds what several policies share: admission with prefix-cache hits, preemption
+by recompute or by swap (with the CPU swap space's accounting), and swap-in.
+
+Routers read a scheduler's state: ``len(waiting)``, ``len(running)``, ``len(swapped)``,
+``block_manager.num_used_blocks`` / ``num_blocks``, and ``num_cached_prefix_tokens(request)``.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from collections import deque
 from operator import attrgetter
 
 from simulator.batch import Batch
-from simulator.kv_cache import BlockManager
+from simulator.errors import ScenarioError
+from simulator.kv_cache import BlockManager, SwapSpace
+from simulator.prefix_cache import PrefixCachingBlockManager
 from simulator.request import Request, RequestStatus
 from simulator.scenario import SchedulerConfig
 
@@ -22,24 +30,55 @@ _request_id = attrgetter("request_id")
 
 
 class Scheduler:
-    """Base of every policy: the waiting and running queues, the KV cache, step fold-back.
+    """Base of every policy: the queues, the KV cache, preemption, step fold-back.
+
+    Class attributes a policy sets:
+        supports_swap: whether ``scheduler.preemption_mode: swap`` is allowed (the engine it
+            models can swap, or the policy never preempts).
+        prefix_caching_default: the engine's default when ``scheduler.enable_prefix_caching``
+            is unset (on for vLLM v1, off for vLLM v0 and the others).
+        running_in_arrival_order: keep ``running`` sorted by arrival (vLLM v0's FCFS policy
+            re-sorts it every step), or append in the order requests are scheduled (vLLM v1).
 
     Args:
         config: the scenario's scheduler section (policy knobs).
-        block_manager: this replica's KV cache.
+        block_manager: this replica's KV cache; replaced by a ``PrefixCachingBlockManager`` of
+            the same size when prefix caching is on.
         max_num_batched_tokens: most tokens computed in one iteration (resolved default).
         max_model_len: longest prompt plus output (tokens).
+        swap_space: CPU memory for swapped-out KV blocks (``SwapSpace.for_deployment``); the
+            default has none, so preemption by swap falls back to recompute.
+
+    Raises:
+        ScenarioError: ``preemption_mode: swap`` for a policy whose engine cannot swap.
     """
 
-    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int) -> None:
+    supports_swap: bool = False
+    prefix_caching_default: bool = False
+    running_in_arrival_order: bool = True
+
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
+        if config.preemption_mode == "swap" and not self.supports_swap:
+            raise ScenarioError("<scenario>", "scheduler.preemption_mode", "swap", f"the {config.name} scheduler preempts by recompute only",
+                                "set scheduler.preemption_mode: recompute, or use a scheduler that swaps (vllm, sarathi)")
+        enabled = config.enable_prefix_caching
+        self.prefix_caching = self.prefix_caching_default if enabled is None else enabled
+        if self.prefix_caching and not isinstance(block_manager, PrefixCachingBlockManager):
+            block_manager = PrefixCachingBlockManager.like(block_manager)
         self.config = config
         self.block_manager = block_manager
         self.max_num_seqs = config.max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
         self.waiting: deque[Request] = deque()  # FCFS; preempted requests go back to the front
-        self.running: list[Request] = []  # in arrival order: the last one is the newest
+        self.running: list[Request] = []  # see running_in_arrival_order; the last one is the first victim
+        self.swapped: list[Request] = []  # preempted by swap, in arrival order
         self.num_preemptions = 0
+        self.swap = config.preemption_mode == "swap"
+        self.swap_space = swap_space or SwapSpace()
+        self.num_free_cpu_blocks = self.swap_space.num_blocks
+        self._num_cpu_blocks_held: dict[int, int] = {}  # request_id -> its blocks in CPU memory
+        self._num_swap_pending = 0  # blocks moved since the last batch was handed out
 
     @property
     def token_budget(self) -> int:
@@ -50,32 +89,65 @@ class Scheduler:
         """Queue a newly arrived request."""
         self.waiting.append(request)
 
+    def num_cached_prefix_tokens(self, request: Request) -> int:
+        """Prompt tokens of ``request`` this replica's prefix cache holds now (0 when off).
+
+        For routers (prefix affinity). Counts the leading full prompt blocks found in the cache,
+        at most ``num_tokens - 1`` tokens, exactly what admission would reuse at this moment;
+        O(cached blocks), changes nothing.
+        """
+        if not self.prefix_caching:
+            return 0
+        return self.block_manager.find_cached_prefix(request)[0] * self.block_manager.block_size
+
     def schedule(self, now: float) -> Batch | None:
         """Pick the batch of the next iteration at time ``now`` (s); None when idle."""
         raise NotImplementedError
 
-    def _admit(self, request: Request, num_tokens: int, now: float) -> None:
+    # -- admission ---------------------------------------------------------------------------
+    def _find_cached_prefix(self, request: Request) -> tuple[int, int]:
+        """(cached leading blocks, evictable among them) for a request about to be admitted."""
+        if not self.prefix_caching or request.num_computed_tokens:
+            return 0, 0
+        return self.block_manager.find_cached_prefix(request)
+
+    def _admit(self, request: Request, num_tokens: int, now: float, num_cached_blocks: int = 0) -> None:
         """Move the request at the head of the waiting queue into the running list.
 
-        Allocates KV blocks for ``num_tokens`` tokens; keeps ``running`` in arrival order.
+        Allocates KV blocks for ``num_tokens`` tokens, the first ``num_cached_blocks`` of them
+        shared from the prefix cache: ``num_computed_tokens`` starts after them.
         """
         assert self.waiting[0] is request, "requests are admitted from the head of the waiting queue"
         self.waiting.popleft()
-        self.block_manager.allocate(request, num_tokens)
+        self.block_manager.allocate(request, num_tokens, num_cached_blocks)
+        num_cached_tokens = num_cached_blocks * self.block_manager.block_size
+        if num_cached_blocks:
+            request.num_computed_tokens = num_cached_tokens
         request.status = RequestStatus.RUNNING
         if request.first_scheduled_time is None:
             request.first_scheduled_time = now
+            request.num_cached_tokens = num_cached_tokens  # first admission only, as vLLM v1 counts
+        self._insert_running(request)
+
+    def _insert_running(self, request: Request) -> None:
         running = self.running
-        if not running or running[-1].request_id < request.request_id:
+        if not self.running_in_arrival_order or not running or running[-1].request_id < request.request_id:
             running.append(request)
         else:
             bisect.insort(running, request, key=_request_id)
 
+    def _add_chunk(self, batch: Batch, request: Request, num_new_tokens: int) -> None:
+        """Schedule ``num_new_tokens`` of ``request`` and publish its full prompt blocks."""
+        batch.add(request, num_new_tokens)
+        if self.prefix_caching:
+            self.block_manager.cache_blocks(request, request.num_computed_tokens + num_new_tokens)
+
+    # -- preemption ---------------------------------------------------------------------------
     def _make_room(self, request: Request, num_tokens: int) -> bool:
         """Grow ``request``'s block table to ``num_tokens`` tokens, preempting for it.
 
-        Victims are the most recently arrived running requests (vLLM v0 preempts from the back of
-        its running queue), taken until the blocks fit or the request itself is the newest.
+        Victims are taken from the back of ``running`` (vLLM v0 and v1 both preempt the last
+        running request), until the blocks fit or the request itself is the last one.
 
         Returns:
             False when ``request`` itself was preempted.
@@ -88,17 +160,76 @@ class Scheduler:
         return True
 
     def _preempt(self, request: Request) -> None:
-        """Preempt by recompute: free the KV blocks; the request prefills prompt and output again.
+        """Preempt ``request``: by swap when the scenario asks for it and CPU space is left,
+        else by recompute (free the KV blocks; prompt and output are prefilled again).
 
         vLLM v0 ``Scheduler._preempt_by_recompute``: the request goes back to the front of the
-        waiting queue; the tokens it already generated are kept and re-prefilled with the prompt.
+        waiting queue; the tokens it already generated are kept and re-prefilled with the
+        prompt. When the swap space is full, vLLM v0 aborts the engine ("Aborted due to the lack
+        of CPU swap space"); the simulator recomputes instead, so a run always completes.
         """
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        if self.swap and self._swap_out(request):
+            return
         self.block_manager.free(request)
         request.num_computed_tokens = 0
         request.status = RequestStatus.PREEMPTED
-        request.num_preemptions += 1
-        self.num_preemptions += 1
         self.waiting.appendleft(request)
+
+    def _swap_out(self, request: Request) -> bool:
+        """Move ``request``'s KV blocks to CPU memory; False (nothing done) when they do not fit."""
+        num_blocks = self.block_manager.num_blocks_held(request)
+        if num_blocks > self.num_free_cpu_blocks:
+            return False
+        self.block_manager.free(request)
+        self.num_free_cpu_blocks -= num_blocks
+        self._num_cpu_blocks_held[request.request_id] = num_blocks
+        self._num_swap_pending += num_blocks
+        request.status = RequestStatus.SWAPPED
+        request.num_swaps += 1
+        bisect.insort(self.swapped, request, key=_request_id)
+        return True
+
+    def _swap_in_next(self, num_tokens: int) -> Request | None:
+        """Bring the earliest swapped request back to GPU memory, with room for ``num_tokens``.
+
+        Needs its swapped blocks (or ``num_tokens``' worth, if more) free above the watermark
+        (vLLM v0 ``BlockSpaceManager.can_swap_in``); with nothing running the watermark is
+        waived so the request cannot wait forever.
+
+        Returns:
+            The request, now running, or None (nothing changed) when it does not fit.
+        """
+        request = self.swapped[0]
+        block_manager = self.block_manager
+        num_blocks = self._num_cpu_blocks_held[request.request_id]
+        num_tokens = max(num_tokens, num_blocks * block_manager.block_size)
+        if self.running:
+            if not block_manager.can_allocate(num_tokens):
+                return None
+        elif block_manager.num_blocks_for(num_tokens) > block_manager.num_free_blocks:
+            return None
+        del self.swapped[0]
+        del self._num_cpu_blocks_held[request.request_id]
+        block_manager.allocate(request, num_tokens)
+        self.num_free_cpu_blocks += num_blocks
+        self._num_swap_pending += num_blocks
+        request.status = RequestStatus.RUNNING
+        self._insert_running(request)
+        return request
+
+    def _take_swapped_blocks(self, batch: Batch) -> None:
+        """Charge the blocks moved since the last batch to ``batch`` (priced by the replica)."""
+        batch.num_swapped_blocks = self._num_swap_pending
+        self._num_swap_pending = 0
+
+    # -- fold-back ----------------------------------------------------------------------------
+    def _finish(self, request: Request, now: float) -> None:
+        assert request.finish_time is None, f"request {request.request_id} finished twice"
+        request.status = RequestStatus.FINISHED
+        request.finish_time = now
+        self.block_manager.free(request)
 
     def on_step_end(self, batch: Batch, now: float) -> list[Request]:
         """Fold a finished step back into its requests at time ``now`` (s).
@@ -116,10 +247,7 @@ class Scheduler:
                 if request.first_token_time is None:
                     request.first_token_time = now
                 if generated == request.num_output_tokens:
-                    assert request.finish_time is None, f"request {request.request_id} finished twice"
-                    request.status = RequestStatus.FINISHED
-                    request.finish_time = now
-                    self.block_manager.free(request)
+                    self._finish(request, now)
                     finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]

@@ -7,10 +7,16 @@ Follows Agrawal et al., "Taming Throughput-Latency Tradeoff in LLM Inference wit
 * Each iteration has a token budget (``scheduler.chunk_size``).
 * First every running request in decode gets its one token (oldest first), so ongoing decodes
   never stall behind a prefill; a decode that needs a KV block when none is free preempts the
-  most recently arrived running request by recompute, as in vLLM.
-* Then running requests part-way through their prefill get the next chunk, then waiting
-  requests are admitted (FCFS, blocks for the whole prompt allocated at admission, above the
-  watermark, within ``max_num_seqs``) with a first chunk, until the budget is spent.
+  most recently arrived running request (by recompute, or by swap with ``preemption_mode:
+  swap``), as in vLLM.
+* Then running requests part-way through their prefill get the next chunk. If that pass
+  preempted nobody, swapped-out requests are swapped back in, oldest first, each with its
+  decode token or next prefill chunk (``_schedule_swapped``). Then waiting requests are admitted
+  (FCFS, blocks for the whole prompt allocated at admission, above the watermark, within
+  ``max_num_seqs``; prompt blocks found in the prefix cache are not recomputed) with a first
+  chunk, until the budget is spent.
+* While any request is swapped out, nothing new is admitted, so swapped requests cannot be
+  starved by newer ones (vLLM v0's default path does the same; its chunked path may admit).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from simulator.schedulers.base import Scheduler
 
 class SarathiScheduler(Scheduler):
     """Decodes first, then prefill chunks, all within ``chunk_size`` tokens per iteration."""
+
+    supports_swap = True
 
     @property
     def token_budget(self) -> int:
@@ -49,16 +57,33 @@ class SarathiScheduler(Scheduler):
             if budget == 0:
                 break
             chunk = min(request.num_uncomputed_tokens, budget)
-            batch.add(request, chunk)
+            self._add_chunk(batch, request, chunk)
             budget -= chunk
-        while waiting and budget > 0 and len(running) < self.max_num_seqs:
+        if self.swapped and (self.num_preemptions == num_preempted or not running):
+            budget = self._schedule_swap_ins(batch, budget)
+        while waiting and budget > 0 and len(running) < self.max_num_seqs and not self.swapped:
             request = waiting[0]
-            num_new_tokens = request.num_uncomputed_tokens
-            if not block_manager.can_allocate(num_new_tokens):
+            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+            if not block_manager.can_allocate(request.num_tokens, num_cached_blocks, num_evictable):
                 break
-            self._admit(request, num_new_tokens, now)
-            chunk = min(num_new_tokens, budget)
-            batch.add(request, chunk)
+            self._admit(request, request.num_tokens, now, num_cached_blocks)
+            chunk = min(request.num_uncomputed_tokens, budget)
+            self._add_chunk(batch, request, chunk)
             budget -= chunk
         batch.num_preemptions = self.num_preemptions - num_preempted
-        return batch if batch.requests else None
+        if not batch.requests:
+            return None
+        if self.swap:
+            self._take_swapped_blocks(batch)
+        return batch
+
+    def _schedule_swap_ins(self, batch: Batch, budget: int) -> int:
+        """Swap in requests, oldest first, with a decode token or prefill chunk each; the budget left."""
+        while self.swapped and budget > 0 and len(self.running) < self.max_num_seqs:
+            request = self._swap_in_next(self.swapped[0].num_tokens)
+            if request is None:
+                break
+            chunk = min(request.num_uncomputed_tokens, budget)
+            self._add_chunk(batch, request, chunk)
+            budget -= chunk
+        return budget

@@ -4,19 +4,25 @@ Follows Kwon et al., "Efficient Memory Management for Large Language Model Servi
 PagedAttention" (SOSP'23), Sec. 4.5, as implemented by vLLM v0.6.x
 (``vllm/core/scheduler.py``, ``Scheduler._schedule_default``, chunked prefill off):
 
-* FCFS. If requests are waiting, try a prefill-only iteration: admit waiting requests from the
-  head while each one's blocks fit above the watermark, the iteration's prefill tokens stay
-  within ``max_num_batched_tokens`` and the running requests stay within ``max_num_seqs``; stop
-  at the first that does not fit (no skipping ahead).
+* FCFS. If requests are waiting and none is swapped out, try a prefill-only iteration: admit
+  waiting requests from the head while each one's blocks fit above the watermark, the
+  iteration's prefill tokens stay within ``max_num_batched_tokens`` and the running requests
+  stay within ``max_num_seqs``; stop at the first that does not fit (no skipping ahead).
 * Otherwise run a decode iteration over all running requests, oldest first. A request whose
   next token crosses a block boundary needs one more block; when none is free, preempt the most
-  recently arrived running request by recompute (free its blocks, back to the front of the
-  waiting queue), repeating until a block frees up or the request itself is the newest, in
-  which case it is preempted.
+  recently arrived running request, repeating until a block frees up or the request itself is
+  the newest, in which case it is preempted.
+* Preemption is by recompute (free its blocks, back to the front of the waiting queue) or, with
+  ``preemption_mode: swap``, by swap (its blocks move to CPU memory; ``Scheduler._preempt_by_
+  swap``). Swapped requests come back before any new admission: when the decode pass preempted
+  nobody, they are swapped in, oldest first, while their blocks fit above the watermark, and
+  decode in the same iteration (``_schedule_swapped``). The swap traffic of an iteration is
+  charged to it (``Batch.num_swapped_blocks``).
+* With prefix caching on, admission reuses cached prompt blocks and prefills only the rest.
 
 Newest-first victims make the oldest request always progress, so there is no livelock as long
 as one request's full length fits in the cache (checked when the deployment is built).
-Preemption by swap and vLLM's ``delay_factor`` are not modelled.
+vLLM's ``delay_factor`` is not modelled.
 """
 
 from __future__ import annotations
@@ -28,10 +34,26 @@ from simulator.schedulers.base import Scheduler
 class VLLMScheduler(Scheduler):
     """vLLM v0: prefill-only iterations when waiting requests fit, else decode all running."""
 
+    supports_swap = True
+
     def schedule(self, now: float) -> Batch | None:
+        if self.swap:
+            return self._schedule_with_swap(now)
         # A decode pass that preempted every running request leaves their blocks free for the
         # waiting queue, hence the second prefill attempt.
         return self._schedule_prefills(now) or self._schedule_decodes() or self._schedule_prefills(now)
+
+    def _schedule_with_swap(self, now: float) -> Batch | None:
+        batch = None if self.swapped else self._schedule_prefills(now)
+        if batch is None:
+            batch = self._schedule_decodes()
+            if self.swapped and (batch is None or not batch.num_preemptions):
+                batch = self._schedule_swap_ins(batch)
+            if batch is None and not self.swapped:
+                batch = self._schedule_prefills(now)
+        if batch is not None:
+            self._take_swapped_blocks(batch)
+        return batch
 
     def _schedule_prefills(self, now: float) -> Batch | None:
         waiting, block_manager = self.waiting, self.block_manager
@@ -42,13 +64,14 @@ class VLLMScheduler(Scheduler):
         num_seqs = len(self.running)
         while waiting:
             request = waiting[0]
-            num_new_tokens = request.num_uncomputed_tokens
-            if not block_manager.can_allocate(num_new_tokens):
+            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+            num_new_tokens = request.num_uncomputed_tokens - num_cached_blocks * block_manager.block_size
+            if not block_manager.can_allocate(request.num_tokens, num_cached_blocks, num_evictable):
                 break
             if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
                 break
-            self._admit(request, num_new_tokens, now)
-            batch.add(request, num_new_tokens)
+            self._admit(request, request.num_tokens, now, num_cached_blocks)
+            self._add_chunk(batch, request, num_new_tokens)
             num_tokens += num_new_tokens
             num_seqs += 1
         return batch if batch.requests else None
@@ -69,4 +92,15 @@ class VLLMScheduler(Scheduler):
             return None
         batch = Batch.of_decodes(list(running))
         batch.num_preemptions = self.num_preemptions - num_preempted
+        return batch
+
+    def _schedule_swap_ins(self, batch: Batch | None) -> Batch | None:
+        """Swap in swapped requests (all past their prefill) and add their decodes to ``batch``."""
+        while self.swapped and len(self.running) < self.max_num_seqs:
+            request = self._swap_in_next(self.swapped[0].num_tokens)
+            if request is None:
+                break
+            if batch is None:
+                batch = Batch()
+            batch.add(request, 1)
         return batch

@@ -1,0 +1,112 @@
+"""Does the profiled cost model reproduce measured step times? (CPU, the tiny Llama model.)
+
+Runs real iterations of the tiny model's whole layer stack (``profiler.model.LayerStack``: the
+same PyTorch operators the profiler times, paged KV cache, all layers, sampling, host input
+preparation) at several batch compositions (pure prefill, chunked prefill, pure decode, mixed),
+and compares each measured step time with ``ProfiledCostModel.step_time`` of the equivalent
+``Batch``. The step is timed like the bundle's operators (same thread count, same timer; the
+statistic the bundle was fitted to: the minimum for CPU bundles, see ``profiler/fit.py``; the
+median is reported too).
+
+    python benchmarks/validate_profiled_cpu.py --bundle profiles/cpu-tiny-llama
+    python benchmarks/validate_profiled_cpu.py --bundle /tmp/cpu-tiny --profile   # profile + fit first
+
+Prints one row per composition: measured (min, median), predicted, error (%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from profiler import TINY_MODEL_CONFIG  # noqa: E402
+from simulator.batch import Batch  # noqa: E402
+from simulator.cost_models.profiled import ProfiledCostModel  # noqa: E402
+from simulator.request import Request  # noqa: E402
+from simulator.scenario import RooflineConfig  # noqa: E402
+from simulator.specs.gpu import GPUS  # noqa: E402
+from simulator.specs.model import model_spec_from_hf_config  # noqa: E402
+
+# name -> list of (prefix tokens, new tokens, kind): "prefill" (fresh or final chunk: samples),
+# "chunk" (a middle chunk: no sample), "decode" (prefix = context - 1, one new token).
+COMPOSITIONS: dict[str, list[tuple[int, int, str]]] = {
+    "prefill 1 x 512": [(0, 512, "prefill")],
+    "prefill 4 x 96": [(0, 96, "prefill")] * 4,
+    "chunked prefill 256 after 512 cached": [(512, 256, "chunk")],
+    "decode 1 x ctx 100": [(99, 1, "decode")],
+    "decode 16 x ctx 256": [(255, 1, "decode")] * 16,
+    "decode 64 x ctx 600": [(599, 1, "decode")] * 64,
+    "mixed: prefill 256 + 32 decodes ctx 300": [(0, 256, "prefill")] + [(299, 1, "decode")] * 32,
+    "mixed: chunk 128 after 256 + 48 decodes ctx 700": [(256, 128, "chunk")] + [(699, 1, "decode")] * 48,
+}
+
+
+def batch_of(entries: list[tuple[int, int, str]]) -> Batch:
+    """The simulator's Batch for a composition (requests with counters set to match)."""
+    batch = Batch()
+    for i, (prefix, new, kind) in enumerate(entries):
+        if kind == "decode":
+            r = Request(i, 0.0, num_prompt_tokens=prefix - 4, num_output_tokens=100)
+            r.num_generated_tokens, r.num_computed_tokens = 5, prefix
+        else:
+            r = Request(i, 0.0, num_prompt_tokens=prefix + new + (100 if kind == "chunk" else 0), num_output_tokens=10)
+            r.num_computed_tokens = prefix
+        batch.add(r, new)
+    return batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, required=True, help="a CPU profile bundle of the tiny model")
+    parser.add_argument("--profile", action="store_true", help="profile (resume) and fit the bundle first")
+    parser.add_argument("--min-time-s", type=float, default=1.0, help="least timed seconds per composition")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    if args.profile:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "simulator.cli", "profile", "--model", str(TINY_MODEL_CONFIG), "--device", "cpu", "--out", str(args.bundle), "-q"], check=True)
+        t1 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "simulator.cli", "fit", str(args.bundle), "-q"], check=True)
+        print(f"profile {t1 - t0:.1f} s, fit {time.perf_counter() - t1:.1f} s")
+
+    import torch
+
+    from profiler.model import Entry, LayerStack
+    from profiler.timer import cache_flusher, time_cpu
+
+    manifest = json.loads((args.bundle / "profile.json").read_text())
+    torch.set_num_threads(manifest.get("threads") or 1)
+    model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
+    cost = ProfiledCostModel(args.bundle, model, GPUS["h100-sxm"], 1, 1, RooflineConfig(), max_num_batched_tokens=2048)
+    stat = json.loads((args.bundle / "runtime_model.json").read_text()).get("target", "min_s")
+    stack = LayerStack(model, max_tokens_per_request=1024, max_requests=64, device=torch.device("cpu"), dtype=torch.float32)
+    flush = cache_flusher()
+    rows = []
+    print(f"tiny-llama ({model.num_layers} layers), {torch.get_num_threads()} thread(s); bundle fitted to {stat}")
+    print(f"{'composition':50s} {'min ms':>8s} {'median ms':>9s} {'pred ms':>8s} {'err(min) %':>10s} {'err(med) %':>10s}")
+    for name, spec in COMPOSITIONS.items():
+        entries = [Entry(prefix, new, kind != "chunk") for prefix, new, kind in spec]
+        timing = time_cpu(lambda: stack.step(entries), min_repeats=10, min_time_s=args.min_time_s, flush=flush)
+        predicted = cost.step_time(batch_of(spec))
+        measured = timing.min_s if stat == "min_s" else timing.median_s
+        row = {"composition": name, "measured_min_s": timing.min_s, "measured_median_s": timing.median_s, "predicted_s": predicted,
+               "error_vs_min_pct": 100 * (predicted - timing.min_s) / timing.min_s,
+               "error_vs_median_pct": 100 * (predicted - timing.median_s) / timing.median_s, "fitted_statistic": stat,
+               "error_pct": 100 * (predicted - measured) / measured, "num_samples": timing.num_samples}
+        rows.append(row)
+        print(f"{name:50s} {timing.min_s * 1e3:8.2f} {timing.median_s * 1e3:9.2f} {predicted * 1e3:8.2f} {row['error_vs_min_pct']:10.1f} {row['error_vs_median_pct']:10.1f}")
+    errors = sorted(abs(r["error_pct"]) for r in rows)
+    print(f"|error| vs the fitted statistic: median {errors[len(errors) // 2]:.1f} %, max {errors[-1]:.1f} %")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""One timer for every measurement: median and spread of a callable's run time.
+
+On CUDA it is Triton's ``do_bench`` (``triton.testing``): it flushes the L2 cache before every
+call (so weights are read from HBM, as in a real step where other layers evict them), warms up
+for ``warmup_ms`` and repeats for ``rep_ms``, timing each call with CUDA events; we ask it for
+every sample (``return_mode="all"``) so the row records the median, the 20th and 80th
+percentiles and the number of samples. Kernels shorter than ``graph_below_s`` are timed with
+``do_bench_cudagraph`` instead: the calls are captured into one CUDA graph and replayed, which
+removes the host launch gap that would otherwise dominate a few-microsecond kernel (serving
+engines run decode steps under CUDA graphs too, e.g. vLLM). On the CPU it is
+``time.perf_counter`` around each call after a warm-up, repeated until both ``min_repeats``
+calls and ``min_time_s`` seconds are reached, overwriting a 4 MiB buffer before each call so
+the operator's inputs come from the shared cache, not a private one (``cache_flusher``).
+
+torch and triton are imported inside the CUDA functions only.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Summary of one measurement (seconds).
+
+    Attributes:
+        median_s: median run time.
+        p20_s, p80_s: 20th and 80th percentiles (the spread).
+        min_s: the fastest sample (on a shared host, the least disturbed one).
+        num_samples: timed calls behind the statistics.
+        timer: which timer produced it: ``cpu_perf_counter``, ``cuda_do_bench``, ``cuda_graph``.
+    """
+
+    median_s: float
+    p20_s: float
+    p80_s: float
+    min_s: float
+    num_samples: int
+    timer: str
+
+
+def summarize(samples_s: list[float], timer: str) -> Timing:
+    """Median, 20th and 80th percentiles (linear interpolation) and minimum of ``samples_s``.
+
+    Raises:
+        ValueError: ``samples_s`` is empty.
+    """
+    if not samples_s:
+        raise ValueError("no samples to summarize")
+    xs = sorted(samples_s)
+    if len(xs) == 1:
+        return Timing(xs[0], xs[0], xs[0], xs[0], 1, timer)
+    q = statistics.quantiles(xs, n=10, method="inclusive")
+    return Timing(statistics.median(xs), q[1], q[7], xs[0], len(xs), timer)
+
+
+def time_cpu(
+    fn: Callable[[], Any],
+    min_repeats: int = 5,
+    min_time_s: float = 0.05,
+    max_repeats: int = 10_000,
+    warmup_s: float = 0.01,
+    sync: Callable[[], Any] | None = None,
+    flush: Callable[[], Any] | None = None,
+) -> Timing:
+    """Time ``fn`` on the host with ``time.perf_counter``.
+
+    Args:
+        fn: the work; called at least ``min_repeats + 2`` times.
+        min_repeats: fewest timed calls.
+        min_time_s: keep timing until the timed calls add up to this much.
+        max_repeats: most timed calls.
+        warmup_s: untimed calls first (at least two), until this much time has passed.
+        sync: called after each call outside the timed span (e.g. a device synchronize when only
+            the host's share of ``fn`` is to be timed).
+        flush: called before each timed call, outside the timed span: ``cache_flusher``'s
+            function, the CPU's counterpart of do_bench's L2 flush.
+    """
+    start = time.perf_counter()
+    for i in range(1_000_000):
+        fn()
+        if sync is not None:
+            sync()
+        if i >= 1 and time.perf_counter() - start >= warmup_s:
+            break
+    samples: list[float] = []
+    total = 0.0
+    clock = time.perf_counter
+    while len(samples) < max_repeats and (len(samples) < min_repeats or total < min_time_s):
+        if flush is not None:
+            flush()
+        t0 = clock()
+        fn()
+        dt = clock() - t0
+        if sync is not None:
+            sync()
+        samples.append(dt)
+        total += dt
+    return summarize(samples, "cpu_perf_counter")
+
+
+def cache_flusher(num_bytes: int = 4 << 20) -> Callable[[], Any]:
+    """A function that overwrites a ``num_bytes`` buffer, evicting the CPU's private caches.
+
+    In a real step an operator's weights were last touched a whole step earlier, after every
+    other layer's weights streamed through: on the CPU they come from L3 (or DRAM), not from the
+    L1/L2 a tight timing loop keeps them in. 4 MiB covers the L1 and L2 of the cores a small host
+    has (1 MiB L2 per core on AMD EPYC); the shared L3 is left warm, as a model that fits in it
+    finds it. (On GPUs ``do_bench`` flushes the L2, which is smaller than any model's weights.)
+    """
+    import torch
+
+    buffer = torch.empty(num_bytes // 4, dtype=torch.float32)
+    return lambda: buffer.fill_(1.0)
+
+
+def time_cuda(fn: Callable[[], Any], warmup_ms: float = 10, rep_ms: float = 50, graph_below_s: float = 20e-6) -> Timing:
+    """Time ``fn`` on the current CUDA device with ``triton.testing.do_bench`` (see the module docstring).
+
+    A quick ``do_bench`` first estimates the time; below ``graph_below_s`` the final numbers come
+    from ``do_bench_cudagraph`` (ten replays of a graph of many calls; each sample is the mean
+    of one replay). If graph capture fails (an operator that synchronizes), ``do_bench`` stands.
+    """
+    import torch
+    from triton.testing import do_bench, do_bench_cudagraph
+
+    samples_ms = do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")
+    timing = summarize([t * 1e-3 for t in samples_ms], "cuda_do_bench")
+    if timing.median_s < graph_below_s:
+        try:
+            graph_ms = do_bench_cudagraph(fn, rep=rep_ms, return_mode="all")
+        except RuntimeError:  # capture is not allowed for this operator
+            torch.cuda.synchronize()
+        else:
+            timing = summarize([t * 1e-3 for t in graph_ms], "cuda_graph")
+    return timing

@@ -1,0 +1,361 @@
+"""Profiled cost model: every operator of a step priced from a measured profile bundle.
+
+The bundle (``servesim profile`` then ``servesim fit``) holds, per operator and TP degree,
+prediction tables of the fitted runtime models over the measured range (``runtime_model.json``
+and ``runtime_model.npz``; see ``profiler/fit.py``). A step is priced exactly as the roofline
+model prices it (``roofline.py``: same operators, same counts per layer), each operator read from
+its table instead of the datasheet:
+
+    per layer: qkv_proj, o_proj, gate_up_proj, down_proj (their W8A8 / W4A16 / FP8 tables under
+    ``model.quantization``, plus quantize_activations for W8A8 and FP8), 2 x add_rmsnorm, rotary,
+    kv_cache_write, silu_mul, 2 x all_reduce, attention_prefill, attention_decode;
+    per step: embedding (+ all_reduce), rmsnorm, lm_head, logits gather, sampling, cpu_overhead.
+
+Outside the measured range an operator costs its roofline time scaled by the efficiency measured
+at the nearest edge of the range, ``t(x) = t(edge) * roofline(x) / roofline(edge)`` (DESIGN.md:
+"never by letting a tree model run flat"). The all-reduce is the roofline's ring formula over
+the scenario GPU's link when the bundle could not measure it (one GPU, or the CPU), and so are
+pipeline-stage sends and the TP gather of logits, which the profiler does not measure.
+
+Prefill attention of several chunks is the sum of each chunk's table time minus
+``prefill_saving_s`` per extra chunk (what launching chunks together saved in the measurements).
+Decode attention is read at the batch's mean context (``decode_context_tokens / requests``).
+
+The bundle's device need not be ``hardware.gpu``: the times are the bundle's; ``hardware.gpu``
+still sets memory (KV blocks) and the roofline that shapes extrapolation and link costs. The
+bundle's model must have the scenario model's layer dimensions (the layer count may differ:
+tables are per layer), and the scenario's TP degree must be profiled.
+
+Loading reads the tables once and precomputes the token-count parts for every token count up to
+``max_num_batched_tokens``; pricing a step is then list lookups plus O(prefill chunks) for
+prefill attention, as in the roofline model. If the bundle has no up-to-date runtime model, it is
+fitted on first use and cached in the bundle (``profiler.fit``; needs scikit-learn, never torch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_right
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from simulator.batch import Batch
+from simulator.cost_models.roofline import RooflineCostModel
+from simulator.errors import ScenarioError
+from simulator.scenario import RooflineConfig
+from simulator.specs.gpu import GPUSpec
+from simulator.specs.model import ModelSpec
+
+FIELD = "hardware.profile"
+_MODEL_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size")
+LINEAR_OPERATORS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+
+
+class Table1D:
+    """Times on an integer axis (sorted); linear between points, roofline-scaled past the ends.
+
+    Args:
+        axis: grid points (e.g. token counts 1..M).
+        values: seconds at each point.
+        roof: the roofline time of the same operator at any point (s).
+    """
+
+    def __init__(self, axis: np.ndarray, values: np.ndarray, roof: Callable[[float], float]) -> None:
+        self.axis, self.values, self.roof = np.asarray(axis, dtype=np.float64), np.asarray(values, dtype=np.float64), roof
+        self.low, self.high = float(self.axis[0]), float(self.axis[-1])
+
+    def many(self, xs: np.ndarray) -> np.ndarray:
+        """Seconds at each of ``xs``."""
+        xs = np.asarray(xs, dtype=np.float64)
+        out = np.interp(xs, self.axis, self.values)
+        for i in np.flatnonzero((xs > self.high) | (xs < self.low)):
+            x = float(xs[i])
+            edge = self.high if x > self.high else self.low
+            roof_edge = self.roof(edge)
+            if roof_edge > 0:  # (a roofline of 0, e.g. zero CPU overheads configured, holds the edge value)
+                out[i] *= self.roof(x) / roof_edge
+        return out
+
+    def __call__(self, x: float) -> float:
+        return float(self.many(np.array([x]))[0])
+
+
+class LinkModel:
+    """An operator priced by a roofline formula alone (the TP all-reduce when the bundle could not measure it)."""
+
+    def __init__(self, roof: Callable[[float], float]) -> None:
+        self.roof = roof
+
+    def many(self, xs: np.ndarray) -> np.ndarray:
+        return np.array([self.roof(float(x)) for x in np.asarray(xs, dtype=np.float64)])
+
+    def __call__(self, x: float) -> float:
+        return self.roof(x)
+
+
+class Table2D:
+    """Times on a grid of two axes; bilinear inside, roofline-scaled from the nearest edge point outside.
+
+    Args:
+        axis0, axis1: sorted grid coordinates.
+        values: seconds, [len(axis0), len(axis1)].
+        roof: the roofline time at any (x0, x1) (s).
+    """
+
+    def __init__(self, axis0: np.ndarray, axis1: np.ndarray, values: np.ndarray, roof: Callable[[float, float], float]) -> None:
+        self.a0, self.a1 = [float(x) for x in axis0], [float(x) for x in axis1]
+        self.v = np.asarray(values, dtype=np.float64).tolist()
+        self.roof = roof
+        # Batch sizes and chunk lengths are integers: on a dense 1..N axis a row is found by index.
+        self.dense0 = self.a0 == [float(i) for i in range(1, len(self.a0) + 1)]
+        self.lo0, self.hi0, self.lo1, self.hi1 = self.a0[0], self.a0[-1], self.a1[0], self.a1[-1]
+
+    def _row(self, i: int, x1: float) -> float:
+        """Row ``i`` interpolated at ``x1`` (within the second axis)."""
+        a1, row = self.a1, self.v[i]
+        if len(a1) == 1:
+            return row[0]
+        j = bisect_right(a1, x1)
+        if j >= len(a1):
+            return row[-1]
+        lo = a1[j - 1]
+        return row[j - 1] + (row[j] - row[j - 1]) * (x1 - lo) / (a1[j] - lo)
+
+    def inside(self, x0: float, x1: float) -> float:
+        """Bilinear value at a point within the grid."""
+        a0 = self.a0
+        if self.dense0:
+            i = int(x0) - 1
+            f = x0 - 1 - i
+        else:
+            i = min(max(bisect_right(a0, x0), 1), len(a0) - 1) - 1
+            f = (x0 - a0[i]) / (a0[i + 1] - a0[i]) if len(a0) > 1 else 0.0
+        top = self._row(i, x1)
+        if f == 0.0 or i + 1 >= len(a0):
+            return top
+        return top + (self._row(i + 1, x1) - top) * f
+
+    def __call__(self, x0: float, x1: float) -> float:
+        if self.lo0 <= x0 <= self.hi0 and self.lo1 <= x1 <= self.hi1:
+            return self.inside(x0, x1)
+        e0 = min(max(x0, self.lo0), self.hi0)
+        e1 = min(max(x1, self.lo1), self.hi1)
+        return self.inside(e0, e1) * self.roof(x0, x1) / self.roof(e0, e1)
+
+
+def _load_runtime_model(root: Path, source: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """runtime_model.json and its tables, fitting the bundle first when they are missing or stale."""
+    from profiler.bundle import fingerprint  # cheap: no scikit-learn, no torch
+
+    meta_path, tables_path = root / "runtime_model.json", root / "runtime_model.npz"
+    meta = None
+    if meta_path.is_file() and tables_path.is_file():
+        with open(meta_path) as f:
+            meta = json.load(f)
+    if meta is None or meta.get("format") != 1 or meta.get("fingerprint") != fingerprint(root):
+        from profiler.fit import fit_bundle  # scikit-learn: only when a fit is needed
+
+        try:
+            fit_bundle(root, html=False)
+        except OSError as e:
+            raise ScenarioError(source, FIELD, str(root), f"has no up-to-date runtime model and it cannot be written there ({e.strerror})", f"run `servesim fit {root}` where the bundle is writable") from None
+        with open(meta_path) as f:
+            meta = json.load(f)
+    with np.load(tables_path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    return meta, arrays
+
+
+class ProfiledCostModel:
+    """Measured prices for one replica (TP x PP GPUs), from a profile bundle.
+
+    Args:
+        bundle: the profile bundle folder.
+        model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes,
+            quantization: as ``RooflineCostModel`` (the roofline shapes extrapolation and link costs).
+        max_num_batched_tokens: precompute token-count parts up to this many tokens per step.
+        source: the scenario file, for error messages.
+
+    Raises:
+        ScenarioError: the bundle is missing, is not a bundle, was profiled for another model,
+            lacks the TP degree, the quantization or an operator, or cannot be fitted.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        model: ModelSpec,
+        gpu: GPUSpec,
+        tensor_parallel_size: int,
+        pipeline_parallel_size: int,
+        params: RooflineConfig,
+        dtype_bytes: int = 2,
+        quantization: str = "none",
+        max_num_batched_tokens: int = 8192,
+        source: str = "<scenario>",
+    ) -> None:
+        root = Path(bundle)
+        self.bundle, self.model, self.tp, self.pp, self.params = root, model, tensor_parallel_size, pipeline_parallel_size, params
+        self.quantization = quantization
+        self.layers = model.num_layers
+        self.roofline = roof = RooflineCostModel(model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes, quantization)
+        manifest = self._check_bundle(root, source)
+        meta, arrays = _load_runtime_model(root, source)
+        self.device_name = str(meta.get("device", {}).get("name"))
+        self.dtype = meta["dtype"]
+        self.prefill_saving_s = float(meta.get("prefill_saving_s", {}).get(str(self.tp), 0.0))
+        tp, b = self.tp, dtype_bytes
+        h, d, inter = model.hidden_size, model.head_dim, model.intermediate_size // tp
+        q_width, kv_width = roof.q_heads * d, roof.kv_heads * d
+        vocab = model.vocab_size
+
+        def table(operator: str, dtype: str, width: int | None = None) -> str:
+            name = f"{operator}|{dtype}|tp{tp}" + (f"|w{width}" if width is not None else "")
+            if name + "/values" not in arrays:
+                fix = f"rerun `servesim profile --model ... --tp {tp} --out {root}` to finish the bundle (it resumes), then `servesim fit {root}`"
+                if dtype in ("w8a8", "w4a16", "fp8"):
+                    fix = f"profile the quantized GEMMs: `servesim profile ... --quantization {dtype} --out {root}`"
+                raise ScenarioError(source, FIELD, str(root), f"has no measurements of {operator} ({dtype}) at TP {tp}", fix)
+            return name
+
+        def one_d(name: str, roof_fn: Callable[[float], float]) -> Table1D:
+            return Table1D(arrays[name + "/axis0"], arrays[name + "/values"], roof_fn)
+
+        linear_dtype = self.dtype if quantization == "none" else quantization
+        gemm_roof = roof.gemm_time if quantization == "none" else roof.linear_time
+        shapes = {"qkv_proj": (h, q_width + 2 * kv_width), "o_proj": (q_width, h), "gate_up_proj": (h, 2 * inter), "down_proj": (inter, h)}
+        # (name, count per layer, Table1D over tokens); order follows roofline.layer_token_time.
+        self.layer_operators: list[tuple[str, int, Table1D | LinkModel]] = []
+        for op, (k, n) in shapes.items():
+            self.layer_operators.append((op, 1, one_d(table(op, linear_dtype), lambda m, k=k, n=n: gemm_roof(m, k, n))))
+            if quantization in ("w8a8", "fp8"):
+                self.layer_operators.append((f"quantize_activations:{op}", 1, one_d(table("quantize_activations", quantization, k), lambda m, k=k: roof.elementwise_time(m * k * (b + 1)))))
+        e = roof.elementwise_time
+        self.layer_operators += [
+            ("add_rmsnorm", 2, one_d(table("add_rmsnorm", self.dtype), lambda m: e(4 * m * h * b))),
+            ("rotary", 1, one_d(table("rotary", self.dtype), lambda m: e(2 * m * (q_width + kv_width) * b))),
+            ("kv_cache_write", 1, one_d(table("kv_cache_write", self.dtype), lambda m: e(2 * m * 2 * kv_width * b))),
+            ("silu_mul", 1, one_d(table("silu_mul", self.dtype), lambda m: e(3 * m * inter * b))),
+        ]
+        self.all_reduce_measured = tp > 1 and f"all_reduce|{self.dtype}|tp{tp}/values" in arrays
+        if self.all_reduce_measured:
+            self.all_reduce = one_d(f"all_reduce|{self.dtype}|tp{tp}", lambda m: roof.all_reduce_time(m * h * b))
+        else:  # the ring formula over the scenario GPU's link (0 without TP)
+            self.all_reduce = LinkModel(lambda m: roof.all_reduce_time(m * h * b))
+        if tp > 1:
+            self.layer_operators.append(("all_reduce", 2, self.all_reduce))
+        self.embedding = one_d(table("embedding", self.dtype), lambda m: e(2 * m * h * b))
+        self.final_norm = one_d(table("rmsnorm", self.dtype), lambda s: e(2 * s * h * b))
+        self.lm_head = one_d(table("lm_head", self.dtype), lambda s: roof.gemm_time(s, h, math.ceil(vocab / tp)))
+        self.sampling = one_d(table("sampling", self.dtype), lambda s: e(3 * s * vocab * 4))
+        self.cpu_overhead = one_d(table("cpu_overhead", "none"), lambda n: params.cpu_overhead_s + params.cpu_overhead_per_request_s * n)
+        name = table("attention_decode", self.dtype)
+        self.decode = Table2D(arrays[name + "/axis0"], arrays[name + "/axis1"], arrays[name + "/values"],
+                              lambda bsz, ctx: roof.attention_decode_time(bsz, bsz * ctx))
+        name = table("attention_prefill", self.dtype)
+        self.prefill = Table2D(arrays[name + "/axis0"], arrays[name + "/axis1"], arrays[name + "/values"],
+                               lambda n, c: roof.attention_prefill_time([n], [c]))
+
+        # Token-count parts of every step size up to the budget, vectorized once.
+        num = max(int(max_num_batched_tokens), 1)
+        ms = np.arange(1, num + 1, dtype=np.float64)
+        per_layer = sum(count * t.many(ms) for _, count, t in self.layer_operators)
+        token = self.layers * per_layer + self.embedding.many(ms)
+        if tp > 1:
+            token += self.all_reduce.many(ms)  # vocab-parallel embedding
+        token += (self.pp - 1) * (ms * h * b / roof._link_bandwidth + gpu.link_latency_s)
+        self._token_time = [0.0, *token.tolist()]
+        self._sample_time_cache: dict[int, float] = {}
+        self._cpu_time = [0.0, *self.cpu_overhead.many(np.arange(1, 1025, dtype=np.float64)).tolist()]
+        self._prefill_cache: dict[tuple[int, int], float] = {}
+        self.manifest = manifest
+
+    def _check_bundle(self, root: Path, source: str) -> dict:
+        """profile.json, after checking the bundle exists and matches the model and TP degree."""
+        if not root.is_dir():
+            raise ScenarioError(source, FIELD, str(root), "profile bundle folder not found", "give the --out folder of `servesim profile` (relative paths are relative to the scenario file)")
+        path = root / "profile.json"
+        if not path.is_file():
+            raise ScenarioError(source, FIELD, str(root), "not a profile bundle (no profile.json)", "give a folder written by `servesim profile --out DIR`")
+        with open(path) as f:
+            manifest = json.load(f)
+        profiled = manifest.get("model", {})
+        for key in _MODEL_FIELDS:
+            mine = getattr(self.model, key)
+            if profiled.get(key) != mine:
+                raise ScenarioError(source, FIELD, str(root), f"was profiled for {profiled.get('name')} ({key} {profiled.get(key)}), not {self.model.name} ({key} {mine})",
+                                    f"profile this model: `servesim profile --model {self.model.name} --out DIR`, or use the matching model")
+        tps = manifest.get("tensor_parallel_sizes", [])
+        if self.tp not in tps:
+            wanted = ",".join(map(str, sorted({*tps, self.tp})))
+            raise ScenarioError(source, FIELD, str(root), f"has no measurements at TP {self.tp} (profiled: {', '.join(map(str, tps))})",
+                                f"rerun `servesim profile --tp {wanted} --out {root}` (it resumes), or use a profiled TP degree")
+        return manifest
+
+    # -- operators (the roofline model's names) -----------------------------------------------
+    def layer_operator_times(self, num_tokens: int) -> dict[str, float]:
+        """One layer's time per operator for ``num_tokens`` tokens, attention excluded (s), counts applied."""
+        return {name: count * t(num_tokens) for name, count, t in self.layer_operators}
+
+    def layer_token_time(self, num_tokens: int) -> float:
+        """One layer's time for ``num_tokens`` tokens, attention excluded (s)."""
+        return sum(self.layer_operator_times(num_tokens).values())
+
+    def attention_prefill_time(self, new_tokens: list[int], prefix_tokens: list[int]) -> float:
+        """One layer's prefill attention over all prefill chunks of a step (s)."""
+        total = 0.0
+        cache = self._prefill_cache
+        for n, c in zip(new_tokens, prefix_tokens):
+            t = cache.get((n, c))
+            if t is None:
+                t = cache[n, c] = self.prefill(n, c)
+            total += t
+        if len(new_tokens) > 1:
+            total -= (len(new_tokens) - 1) * self.prefill_saving_s
+        return total
+
+    def attention_decode_time(self, num_requests: int, context_tokens: int) -> float:
+        """One layer's decode attention for ``num_requests`` requests holding ``context_tokens`` in all (s)."""
+        return self.decode(num_requests, context_tokens / num_requests)
+
+    # -- parts of a step ----------------------------------------------------------------------
+    def token_time(self, num_tokens: int) -> float:
+        """All layers' attention-free time plus embedding and stage sends (s)."""
+        if num_tokens < len(self._token_time):
+            return self._token_time[num_tokens]
+        h, b = self.model.hidden_size, self.roofline.dtype_bytes
+        t = self.layers * self.layer_token_time(num_tokens) + self.embedding(num_tokens)
+        if self.tp > 1:
+            t += self.all_reduce(num_tokens)
+        return t + (self.pp - 1) * (num_tokens * h * b / self.roofline._link_bandwidth + self.roofline.gpu.link_latency_s)
+
+    def sample_time(self, num_sampled: int) -> float:
+        """Final norm, lm_head, logits gather and sampling for ``num_sampled`` requests (s), memoized."""
+        t = self._sample_time_cache.get(num_sampled)
+        if t is None:
+            s, tp, roof = num_sampled, self.tp, self.roofline
+            t = self.final_norm(s) + self.lm_head(s) + self.sampling(s)
+            if tp > 1:  # gather the vocab shards of the logits (not profiled: the link model)
+                t += (tp - 1) / tp * s * self.model.vocab_size * 4 / roof._link_bandwidth + roof.gpu.link_latency_s
+            self._sample_time_cache[num_sampled] = t
+        return t
+
+    def cpu_time(self, num_requests: int) -> float:
+        """Per-iteration host overhead with ``num_requests`` requests in the batch (s)."""
+        if num_requests < len(self._cpu_time):
+            return self._cpu_time[num_requests]
+        return self.cpu_overhead(num_requests)
+
+    def step_time(self, batch: Batch) -> float:
+        """Seconds one iteration of ``batch`` takes on this replica."""
+        t = self.token_time(batch.num_tokens)
+        if batch.num_prefill_tokens:
+            t += self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+        if batch.num_decode_tokens:
+            t += self.layers * self.decode(batch.num_decode_tokens, batch.decode_context_tokens / batch.num_decode_tokens)
+        if batch.num_sampled_tokens:
+            t += self.sample_time(batch.num_sampled_tokens)
+        return t + self.cpu_time(len(batch.requests))

@@ -1,0 +1,138 @@
+"""A cache of run results, keyed by a hash of each run's full configuration.
+
+Sweeps (``compare``, ``plan``) run many simulations; an interrupted or repeated sweep should not
+run them again. ``run_key`` hashes everything a run's result depends on: the resolved scenario,
+the servesim version, the content of every file the scenario references (trace, empirical length
+files, Hugging Face config, profile bundle) and whatever ``extra`` the caller adds (e.g. what it
+keeps of the run). ``RunCache`` stores one small JSON file per key.
+
+Simulations are deterministic (same scenario and seed, same results), so a hit is exactly what
+the run would produce again; wall-clock times in a cached result are those of the original run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import simulator
+from simulator.scenario import _PATH_FIELDS, Scenario, scenario_to_dict
+
+__all__ = ["RunCache", "file_fingerprint", "run_key"]
+
+# (path, mtime_ns, size) -> sha256 of the content; a file is hashed again when it changes.
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's content, or of a folder's files (relative names and contents).
+
+    Memoized per (path, modification time, size), so a trace is read once per process however
+    many runs use it, and read again after it is edited. A missing path gives ``"missing"``
+    (the run itself then fails with the usual error).
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    memo = (str(path), stat.st_mtime_ns, stat.st_size)
+    digest = _FINGERPRINTS.get(memo)
+    if digest is None:
+        h = hashlib.sha256()
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(str(child.relative_to(path)).encode() + b"\0" + file_fingerprint(child).encode())
+        else:
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        digest = _FINGERPRINTS[memo] = h.hexdigest()
+    return digest
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-ready data with a fixed form: floats that are whole stay floats, NaN as a string."""
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def run_key(scenario: Scenario, extra: dict | None = None) -> str:
+    """The cache key of one run: sha256 (hex, 64 characters) of its full configuration.
+
+    Hashes the canonical JSON (sorted keys) of ``scenario_to_dict(scenario)``, the servesim
+    version, ``extra`` (what the caller does with the run: a criterion, an early stop, the data
+    kept) and the content fingerprint of every file the scenario references (``_PATH_FIELDS`` of
+    ``simulator.scenario``), so an edited trace or profile gives a new key.
+
+    Raises:
+        TypeError: ``extra`` holds values JSON cannot encode.
+    """
+    data = scenario_to_dict(scenario)
+    files = {}
+    for field in _PATH_FIELDS:
+        node: Any = data
+        for part in field.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            files[field] = file_fingerprint(node)
+    payload = {"scenario": data, "version": simulator.__version__, "files": files, "extra": extra or {}}
+    text = json.dumps(_canonical(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RunCache:
+    """A folder of small JSON files, ``<key>.json``, one per run.
+
+    Safe against concurrent writers (processes of one sweep, or two sweeps sharing a folder):
+    each value is written to a temporary file in the folder and moved into place with
+    ``os.replace``, which is atomic, so a reader sees a whole file or none. A file that cannot be
+    read or parsed counts as a miss.
+
+    Args:
+        folder: where the files go (created on first ``put``); None disables caching: ``get``
+            always misses and ``put`` does nothing.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+
+    def _path(self, key: str) -> Path:
+        assert self.folder is not None
+        assert key and all(c in "0123456789abcdef" for c in key), f"cache keys are hex digests, got {key!r}"
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        """The value stored under ``key``, or None when absent, unreadable or caching is off."""
+        if self.folder is None:
+            return None
+        try:
+            with self._path(key).open() as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: str, value: dict) -> None:
+        """Store ``value`` (JSON-encodable; NaN allowed) under ``key``, replacing any old one."""
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(value, f, separators=(",", ":"))
+            os.replace(tmp, self._path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

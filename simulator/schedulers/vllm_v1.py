@@ -1,0 +1,93 @@
+"""vLLM v1 engine: one token budget per iteration over running and waiting requests.
+
+Follows vLLM's v1 scheduler (vLLM v0.8-v0.11, ``vllm/v1/core/sched/scheduler.py``,
+``Scheduler.schedule``; the design is the "no prefill or decode phase" note at its top): every
+request is counters, and each iteration gives requests tokens so that ``num_computed_tokens``
+catches up with ``num_tokens``, within one budget of ``max_num_batched_tokens`` tokens:
+
+* Running requests first, in the order they were scheduled: each gets
+  ``min(num_tokens - num_computed_tokens, budget left)`` tokens: one for a decode, the next chunk
+  for a prefill (chunked prefill is always on). Its block table grows to cover them; when too
+  few blocks are free, the last running request is preempted by recompute (v1 has no swap),
+  repeatedly, until the blocks fit or the request itself is the last one and is preempted too.
+  When the budget runs out, later running requests sit this iteration out.
+* Then, if nothing was preempted in this iteration (or nothing else would run: the replica has
+  no later step to come back in), waiting requests in FCFS order, while the
+  budget lasts and fewer than ``max_num_seqs`` requests run: each looks up its prompt in the
+  prefix cache (on by default, as in v1), starts ``num_computed_tokens`` after the cached
+  blocks, and gets ``min(uncached tokens, budget left)`` tokens; blocks are allocated for the
+  tokens computed so far and this chunk only (no watermark), and the first request that does
+  not fit stops admission. Admitted and resumed requests go to the end of the running list.
+
+Under KV pressure without prefix caching this re-admits a preempted long request for one more
+chunk only to preempt it again, over and over, as vLLM v1 did until it added a watermark and a
+whole-context admission check (vllm-project/vllm PR #21809, PR #21793, PR #28018 and issue
+#25538); with prefix caching the blocks a preempted request computed stay cached and are reused.
+
+The budget: ``scheduler.max_num_batched_tokens`` when set; else 8,192, the default of
+``vllm serve`` for the v1 engine on H100/H200-class GPUs (``EngineArgs._set_default_args_v1``
+in v0.8; "at least 70 GiB and not an A100" from v0.9, ``get_batch_defaults``); on A100 and
+smaller GPUs vLLM uses 2,048: set it there. ``scheduler.watermark`` and ``preemption_mode: swap``
+do not apply to v1 (its ``allocate_slots`` checks free blocks only; it preempts by recompute).
+"""
+
+from __future__ import annotations
+
+from simulator.batch import Batch
+from simulator.kv_cache import BlockManager, SwapSpace
+from simulator.scenario import SchedulerConfig
+from simulator.schedulers.base import Scheduler
+
+V1_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # vllm serve on H100/H200-class GPUs (see module docstring)
+
+
+class VLLMV1Scheduler(Scheduler):
+    """vLLM v1: running requests first, then waiting ones, under one token budget."""
+
+    prefix_caching_default = True
+    running_in_arrival_order = False
+
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
+        super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)
+        if config.max_num_batched_tokens is None:
+            self.max_num_batched_tokens = V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
+
+    def schedule(self, now: float) -> Batch | None:
+        running, block_manager = self.running, self.block_manager
+        grow_to = block_manager.grow_to
+        budget = self.max_num_batched_tokens
+        batch = Batch()
+        num_preempted = self.num_preemptions
+        i = 0
+        while i < len(running) and budget > 0:
+            request = running[i]
+            computed = request.num_computed_tokens
+            num_tokens = request.num_prompt_tokens + request.num_generated_tokens
+            num_new_tokens = min(num_tokens - computed, budget)
+            if not grow_to(request, computed + num_new_tokens) and not self._make_room(request, computed + num_new_tokens):
+                break  # the request itself was the last one and got preempted
+            if num_new_tokens == 1 and computed >= request.num_prompt_tokens:
+                batch.add(request, 1)
+            else:
+                self._add_chunk(batch, request, num_new_tokens)
+            budget -= num_new_tokens
+            i += 1
+        if self.num_preemptions == num_preempted or not batch.requests:
+            self._schedule_waiting(batch, budget, now)
+        batch.num_preemptions = self.num_preemptions - num_preempted
+        return batch if batch.requests else None
+
+    def _schedule_waiting(self, batch: Batch, budget: int, now: float) -> None:
+        waiting, running, block_manager = self.waiting, self.running, self.block_manager
+        block_size = block_manager.block_size
+        while waiting and budget > 0 and len(running) < self.max_num_seqs:
+            request = waiting[0]
+            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+            num_cached_tokens = num_cached_blocks * block_size
+            num_new_tokens = min(request.num_tokens - num_cached_tokens, budget)
+            needed = block_manager.num_blocks_for(num_cached_tokens + num_new_tokens) - num_cached_blocks + num_evictable
+            if needed > block_manager.num_free_blocks:
+                break
+            self._admit(request, num_cached_tokens + num_new_tokens, now, num_cached_blocks)
+            self._add_chunk(batch, request, num_new_tokens)
+            budget -= num_new_tokens
