@@ -8,7 +8,7 @@
       gemm.csv ...          one tidy CSV per operator kind (catalogue.KINDS), one row per
                             measurement: operator, implementation, dtype, tp, the kind's shape
                             columns, flops, nbytes, median_s, p20_s, p80_s, min_s,
-                            num_samples, timer, repeat, measured_at
+                            mean_s, num_samples, timer, repeat, measured_at
       failures.csv          measurements that raised (out of memory, ...), skipped on resume
       runtime_model.json    written by ``servesim fit``: what the simulator loads (with
       runtime_model.npz     its prediction tables), fit_report.json and fit_report.html
@@ -108,7 +108,7 @@ class RowWriter:
         """Append the row of ``m`` timed as ``t``."""
         w = self._writer(f"{m.kind}.csv", columns(m.kind))
         w.writerow([m.operator, m.implementation, m.dtype, m.tp, *m.shape, f"{m.flops:.6g}", f"{m.nbytes:.6g}",
-                    f"{t.median_s:.6g}", f"{t.p20_s:.6g}", f"{t.p80_s:.6g}", f"{t.min_s:.6g}", t.num_samples, t.timer, m.repeat, measured_at])
+                    f"{t.median_s:.6g}", f"{t.p20_s:.6g}", f"{t.p80_s:.6g}", f"{t.min_s:.6g}", f"{t.mean_s:.6g}", t.num_samples, t.timer, m.repeat, measured_at])
         self._files[f"{m.kind}.csv"].flush()
 
     def fail(self, m: Measurement, error: str, measured_at: str) -> None:

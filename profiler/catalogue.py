@@ -42,7 +42,7 @@ SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
     CPU_OVERHEAD: ("num_seqs", "context_tokens", "block_size"),
 }
 KEY_COLUMNS = ("operator", "implementation", "dtype", "tp")
-TIMING_COLUMNS = ("flops", "nbytes", "median_s", "p20_s", "p80_s", "min_s", "num_samples", "timer", "repeat", "measured_at")
+TIMING_COLUMNS = ("flops", "nbytes", "median_s", "p20_s", "p80_s", "min_s", "mean_s", "num_samples", "timer", "repeat", "measured_at")
 
 LINEAR_OPERATORS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
 QUANTIZATIONS = ("w8a8", "w4a16", "fp8")

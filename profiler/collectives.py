@@ -61,7 +61,7 @@ def _worker(rank: int, world: int, port: int, backend: str, shapes: list[tuple[i
                 if i >= NUM_WARMUP:
                     samples.append(elapsed)
             t = summarize(samples, f"{backend}_events" if cuda else f"{backend}_perf_counter")
-            results.append([t.median_s, t.p20_s, t.p80_s, t.min_s, t.num_samples, t.timer])
+            results.append([t.median_s, t.p20_s, t.p80_s, t.min_s, t.mean_s, t.num_samples, t.timer])
         if rank == 0:
             Path(out).write_text(json.dumps(results))
     finally:
@@ -86,4 +86,4 @@ def measure_all_reduce(tp: int, shapes: list[tuple[int, int]], dtype: str, backe
         out = str(Path(tmp) / "all_reduce.json")
         mp.spawn(_worker, args=(tp, _free_port(), backend, shapes, dtype, out), nprocs=tp, join=True)
         rows = json.loads(Path(out).read_text())
-    return [Timing(float(a), float(b), float(c), float(d), int(n), str(timer)) for a, b, c, d, n, timer in rows]
+    return [Timing(float(a), float(b), float(c), float(d), float(e), int(n), str(timer)) for a, b, c, d, e, n, timer in rows]

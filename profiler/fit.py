@@ -226,7 +226,7 @@ def table_name(operator: str, dtype: str, tp: int, width: int | None = None) -> 
 
 
 # -- the fit ---------------------------------------------------------------------------------
-def fit_bundle(root: Path, folds: int = 5, html: bool = True, progress: bool = False, target: str = "auto") -> dict[str, Any]:
+def fit_bundle(root: Path, folds: int = 5, html: bool = True, progress: bool = False, target: str = "median_s") -> dict[str, Any]:
     """Fit every operator of the bundle at ``root``; write the runtime model and the fit report.
 
     Args:
@@ -234,12 +234,13 @@ def fit_bundle(root: Path, folds: int = 5, html: bool = True, progress: bool = F
         folds: K of the K-fold cross-validation over shapes.
         html: also write ``fit_report.html``.
         progress: print one line per operator to stderr.
-        target: the timing column fitted: ``median_s``, ``p20_s`` or ``min_s``; ``auto`` (the
-            default) is ``median_s`` for GPU bundles and ``min_s`` for CPU bundles, whose hosts
-            are usually shared: other processes' time slices inflate a sample but never deflate
-            it, so the fastest sample is the least disturbed estimate of the operator's own cost
-            (Chen and Revels, "Robust benchmarking in noisy environments", HPEC 2016). Repeats
-            of a shape are combined first (their minimum for ``min_s``, else their median).
+        target: the timing column fitted: ``median_s`` (the default), ``mean_s``, ``p20_s`` or
+            ``min_s``. On a dedicated machine they agree within a few percent. On a shared host
+            the minimum is the least disturbed estimate of an operator's own cost (Chen and
+            Revels, "Robust benchmarking in noisy environments", HPEC 2016), but a step is a sum
+            of operators and sums add means, not minima: to predict steps on the host that was
+            measured, fit the median or the mean. Repeats of a shape are combined first (their
+            minimum for ``min_s``, else their median).
 
     Returns:
         the fit report (also written to ``fit_report.json``).
@@ -261,8 +262,8 @@ def fit_bundle(root: Path, folds: int = 5, html: bool = True, progress: bool = F
     if not tables:
         raise ScenarioError(str(root), "", ..., "holds no measurements yet", "run `servesim profile` into it first (it resumes)")
     tps = list(manifest["tensor_parallel_sizes"])
-    if target == "auto":
-        target = "min_s" if manifest.get("device") == "cpu" else "median_s"
+    if target not in ("median_s", "mean_s", "p20_s", "min_s"):
+        raise ScenarioError("--target", "", target, "unknown timing column", "use median_s, mean_s, p20_s or min_s")
     report_ops: list[dict[str, Any]] = []
     oof_points: list[pd.DataFrame] = []
     arrays: dict[str, np.ndarray] = {}

@@ -14,6 +14,7 @@ need it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable
 
@@ -221,21 +222,43 @@ class Builder:
 
     Weights are kept between consecutive measurements of the same GEMM (only the activations
     change along a token sweep), so a sweep allocates each weight once.
+
+    With ``cold_bytes`` > 0 (the CPU), a measurement gets enough copies of its inputs to span
+    ``cold_bytes`` and the callable cycles through them: every call finds its weights, KV cache
+    and activations evicted from the caches by the other copies, as a real step finds them after
+    every other layer's weights and KV blocks streamed through. (On GPUs ``do_bench`` flushes the
+    L2 instead.)
     """
 
-    def __init__(self, device: torch.device, model: ModelSpec) -> None:
+    MAX_COPIES = 64
+
+    def __init__(self, device: torch.device, model: ModelSpec, cold_bytes: int = 0) -> None:
         self.device = device
         self.model = model
         self.max_positions = model.max_position_embeddings
+        self.cold_bytes = cold_bytes
         self._weights: dict[tuple, Any] = {}
+        self._sources: dict[tuple, torch.Tensor] | None = None  # set while building copies
 
     def _randn(self, *shape: int, dtype: torch.dtype) -> torch.Tensor:
-        """Standard normal values made directly in ``dtype`` (no float32 copy: KV caches reach tens of GB)."""
+        """Standard normal values made directly in ``dtype`` (no float32 copy: KV caches reach tens of GB).
+
+        While building copies, the first tensor of each shape is random and the others clone it
+        (a memory copy is far cheaper than drawing again).
+        """
+        if self._sources is not None and (shape, dtype) in self._sources:
+            return self._sources[shape, dtype].clone()
         if dtype.is_floating_point and dtype.itemsize >= 2:
-            return torch.randn(*shape, device=self.device, dtype=dtype)
-        return torch.randn(*shape, device=self.device, dtype=torch.float32).to(dtype)
+            t = torch.randn(*shape, device=self.device, dtype=dtype)
+        else:
+            t = torch.randn(*shape, device=self.device, dtype=torch.float32).to(dtype)
+        if self._sources is not None:
+            self._sources[shape, dtype] = t
+        return t
 
     def _weight(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if self._sources is not None:  # every copy owns its weights
+            return make()
         if key not in self._weights:
             self._weights.clear()
             if self.device.type == "cuda":
@@ -249,6 +272,20 @@ class Builder:
         Raises:
             KeyError: an operator or quantization this builder does not know.
         """
+        copies = 1
+        if self.cold_bytes > 0:
+            copies = int(min(self.MAX_COPIES, max(1, math.ceil(self.cold_bytes / max(m.nbytes, 4096.0)))))
+        if copies == 1:
+            return self._build_one(m, float_dtype)
+        self._sources = {}
+        try:
+            fns = [self._build_one(m, float_dtype) for _ in range(copies)]
+        finally:
+            self._sources = None
+        cycle = itertools.cycle(fns)
+        return lambda: next(cycle)()
+
+    def _build_one(self, m: Measurement, float_dtype: str) -> Callable[[], Any]:
         dtype = TORCH_DTYPES[float_dtype]
         shape = m.shape_dict
         if m.kind == GEMM:
@@ -301,7 +338,11 @@ class Builder:
             x = self._randn(m, 2 * width, dtype=dtype)
             return lambda: silu_mul(x)
         if op == "embedding":
-            table = self._weight(("embedding", width, dtype), lambda: self._randn(32_000, width, dtype=dtype))
+            # One table for every copy: it is larger than the caches, and each call gathers other rows.
+            key = ("embedding", width, dtype)
+            table = self._weights.get(key)
+            if table is None:
+                table = self._weights[key] = torch.randn(32_000, width, device=dev, dtype=torch.float32).to(dtype)
             ids = torch.randint(0, table.shape[0], (m,), device=dev)
             return lambda: F.embedding(ids, table)
         if op == "sampling":

@@ -26,7 +26,7 @@ from profiler import bundle
 from profiler.catalogue import ALL_REDUCE, CPU_OVERHEAD, QUANTIZATIONS, Measurement, check_tp, plan
 from profiler.device import describe, now, snapshot
 from profiler.sweeps import SweepConfig
-from profiler.timer import Timing, cache_flusher, time_cpu, time_cuda
+from profiler.timer import Timing, time_cpu, time_cuda
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUS, GPUSpec
@@ -96,7 +96,7 @@ def link_model_timing(tp: int, nbytes: float, gpu: GPUSpec) -> Timing:
     """The ring all-reduce priced as the roofline does (``RooflineCostModel.all_reduce_time``)."""
     bandwidth = gpu.link_bandwidth * RooflineConfig().link_bandwidth_efficiency
     t = 2 * (tp - 1) / tp * nbytes / bandwidth + 2 * (tp - 1) * gpu.link_latency_s
-    return Timing(t, t, t, t, 0, "link_model")
+    return Timing(t, t, t, t, t, 0, "link_model")
 
 
 def _check_manifest(opts: ProfileOptions) -> dict[str, Any]:
@@ -183,8 +183,7 @@ def profile(opts: ProfileOptions) -> RunSummary:
 
     torch.manual_seed(0)
     device = torch.device("cuda" if opts.device == "cuda" else "cpu")
-    builder = Builder(device, opts.model)
-    flush = cache_flusher()
+    builder = Builder(device, opts.model, cold_bytes=0 if device.type == "cuda" else 2 * last_level_cache_bytes())
     link_gpu = gpu_spec_for(str(info.get("name", "")))
     writer = bundle.RowWriter(opts.out)
     seconds: dict[str, float] = defaultdict(float)
@@ -205,7 +204,7 @@ def profile(opts: ProfileOptions) -> RunSummary:
                 break
             bar.set_postfix_str(f"{m.operator} {m.implementation} tp{m.tp} {m.shape_dict}", refresh=False)
             t0 = time.perf_counter()
-            timings = _measure(group, opts, builder, device, link_gpu, writer, flush)
+            timings = _measure(group, opts, builder, device, link_gpu, writer)
             seconds[m.kind] += time.perf_counter() - t0
             counts[m.kind] += len(group)
             num_measured += sum(t is not None for t in timings)
@@ -246,10 +245,19 @@ def _groups(todo: list[Measurement]) -> list[list[Measurement]]:
     return groups
 
 
-_MAX_FLUSHED_REPEATS = 300  # each CPU sample pays a cache flush (~0.2 ms): cap the count for tiny operators
+def last_level_cache_bytes() -> int:
+    """The CPU's last-level cache (bytes, from sysfs), 32 MiB when unknown."""
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = path.read_text().strip().upper()
+        if text.endswith("K"):
+            sizes.append(int(text[:-1]) << 10)
+        elif text.endswith("M"):
+            sizes.append(int(text[:-1]) << 20)
+    return max(sizes, default=32 << 20)
 
 
-def _measure(group: list[Measurement], opts: ProfileOptions, builder, device, link_gpu: GPUSpec, writer: bundle.RowWriter, flush) -> list[Timing | None]:
+def _measure(group: list[Measurement], opts: ProfileOptions, builder, device, link_gpu: GPUSpec, writer: bundle.RowWriter) -> list[Timing | None]:
     """Measure ``group`` (one measurement, or every all-reduce of one TP degree) and write its rows."""
     import torch
 
@@ -278,11 +286,11 @@ def _measure(group: list[Measurement], opts: ProfileOptions, builder, device, li
             fn = builder.build(m, opts.dtype)
         if m.kind == CPU_OVERHEAD:
             sync = torch.cuda.synchronize if device.type == "cuda" else None
-            t = time_cpu(fn, min_time_s=opts.min_time_s, sync=sync, flush=flush, max_repeats=_MAX_FLUSHED_REPEATS)
+            t = time_cpu(fn, min_time_s=opts.min_time_s, sync=sync)
         elif device.type == "cuda":
             t = time_cuda(fn)
         else:
-            t = time_cpu(fn, min_time_s=opts.min_time_s, flush=flush, max_repeats=_MAX_FLUSHED_REPEATS)
+            t = time_cpu(fn, min_time_s=opts.min_time_s)
     except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:
         writer.fail(m, f"{type(e).__name__}: {e}", now())
         if device.type == "cuda":

@@ -9,8 +9,8 @@ percentiles and the number of samples. Kernels shorter than ``graph_below_s`` ar
 removes the host launch gap that would otherwise dominate a few-microsecond kernel (serving
 engines run decode steps under CUDA graphs too, e.g. vLLM). On the CPU it is
 ``time.perf_counter`` around each call after a warm-up, repeated until both ``min_repeats``
-calls and ``min_time_s`` seconds are reached, overwriting a 4 MiB buffer before each call so
-the operator's inputs come from the shared cache, not a private one (``cache_flusher``).
+calls and ``min_time_s`` seconds are reached (the profiler's CPU builders make each call find
+its inputs out of cache, see ``profiler.ops.Builder``).
 
 torch and triton are imported inside the CUDA functions only.
 """
@@ -31,6 +31,7 @@ class Timing:
         median_s: median run time.
         p20_s, p80_s: 20th and 80th percentiles (the spread).
         min_s: the fastest sample (on a shared host, the least disturbed one).
+        mean_s: the mean (what adds up: a step's mean time is the sum of its operators' means).
         num_samples: timed calls behind the statistics.
         timer: which timer produced it: ``cpu_perf_counter``, ``cuda_do_bench``, ``cuda_graph``.
     """
@@ -39,12 +40,13 @@ class Timing:
     p20_s: float
     p80_s: float
     min_s: float
+    mean_s: float
     num_samples: int
     timer: str
 
 
 def summarize(samples_s: list[float], timer: str) -> Timing:
-    """Median, 20th and 80th percentiles (linear interpolation) and minimum of ``samples_s``.
+    """Median, 20th and 80th percentiles (linear interpolation), minimum and mean of ``samples_s``.
 
     Raises:
         ValueError: ``samples_s`` is empty.
@@ -53,9 +55,9 @@ def summarize(samples_s: list[float], timer: str) -> Timing:
         raise ValueError("no samples to summarize")
     xs = sorted(samples_s)
     if len(xs) == 1:
-        return Timing(xs[0], xs[0], xs[0], xs[0], 1, timer)
+        return Timing(xs[0], xs[0], xs[0], xs[0], xs[0], 1, timer)
     q = statistics.quantiles(xs, n=10, method="inclusive")
-    return Timing(statistics.median(xs), q[1], q[7], xs[0], len(xs), timer)
+    return Timing(statistics.median(xs), q[1], q[7], xs[0], statistics.fmean(xs), len(xs), timer)
 
 
 def time_cpu(
@@ -65,7 +67,6 @@ def time_cpu(
     max_repeats: int = 10_000,
     warmup_s: float = 0.01,
     sync: Callable[[], Any] | None = None,
-    flush: Callable[[], Any] | None = None,
 ) -> Timing:
     """Time ``fn`` on the host with ``time.perf_counter``.
 
@@ -77,8 +78,6 @@ def time_cpu(
         warmup_s: untimed calls first (at least two), until this much time has passed.
         sync: called after each call outside the timed span (e.g. a device synchronize when only
             the host's share of ``fn`` is to be timed).
-        flush: called before each timed call, outside the timed span: ``cache_flusher``'s
-            function, the CPU's counterpart of do_bench's L2 flush.
     """
     start = time.perf_counter()
     for i in range(1_000_000):
@@ -91,8 +90,6 @@ def time_cpu(
     total = 0.0
     clock = time.perf_counter
     while len(samples) < max_repeats and (len(samples) < min_repeats or total < min_time_s):
-        if flush is not None:
-            flush()
         t0 = clock()
         fn()
         dt = clock() - t0
@@ -101,21 +98,6 @@ def time_cpu(
         samples.append(dt)
         total += dt
     return summarize(samples, "cpu_perf_counter")
-
-
-def cache_flusher(num_bytes: int = 4 << 20) -> Callable[[], Any]:
-    """A function that overwrites a ``num_bytes`` buffer, evicting the CPU's private caches.
-
-    In a real step an operator's weights were last touched a whole step earlier, after every
-    other layer's weights streamed through: on the CPU they come from L3 (or DRAM), not from the
-    L1/L2 a tight timing loop keeps them in. 4 MiB covers the L1 and L2 of the cores a small host
-    has (1 MiB L2 per core on AMD EPYC); the shared L3 is left warm, as a model that fits in it
-    finds it. (On GPUs ``do_bench`` flushes the L2, which is smaller than any model's weights.)
-    """
-    import torch
-
-    buffer = torch.empty(num_bytes // 4, dtype=torch.float32)
-    return lambda: buffer.fill_(1.0)
 
 
 def time_cuda(fn: Callable[[], Any], warmup_ms: float = 10, rep_ms: float = 50, graph_below_s: float = 20e-6) -> Timing:
@@ -132,7 +114,7 @@ def time_cuda(fn: Callable[[], Any], warmup_ms: float = 10, rep_ms: float = 50, 
     timing = summarize([t * 1e-3 for t in samples_ms], "cuda_do_bench")
     if timing.median_s < graph_below_s:
         try:
-            graph_ms = do_bench_cudagraph(fn, rep=rep_ms, return_mode="all")
+            graph_ms = do_bench_cudagraph(fn, rep=rep_ms / 5, return_mode="all")  # it replays the graph 10 times
         except RuntimeError:  # capture is not allowed for this operator
             torch.cuda.synchronize()
         else:

@@ -268,7 +268,7 @@ def profile_command(model: str, tp: str, device: str, out: Path, dtype: str | No
 @main.command(name="fit")
 @click.argument("profile_dir", type=click.Path(path_type=Path))
 @click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="K of the K-fold cross-validation over shapes.")
-@click.option("--target", type=click.Choice(["auto", "median_s", "p20_s", "min_s"]), default="auto", show_default=True, help="Timing column to fit (auto: median_s for GPU bundles, min_s for CPU ones).")
+@click.option("--target", type=click.Choice(["median_s", "mean_s", "p20_s", "min_s"]), default="median_s", show_default=True, help="Timing column to fit.")
 @click.option("--no-html", is_flag=True, help="Skip fit_report.html.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def fit_command(profile_dir: Path, folds: int, target: str, no_html: bool, quiet: bool) -> None:

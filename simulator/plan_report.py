@@ -114,6 +114,15 @@ def recommendation_html(result: PlanResult) -> str:
         extra = second["usd_per_hour"] / winner["usd_per_hour"] - 1
         text += f"; the runner-up, {int(second['num_replicas'])} x {html.escape(second['deployment'])}, costs {extra:+.0%} (${second['usd_per_hour']:,.2f}/h)"
     text += ".</p>"
+    other = ok[ok["gpu"] != winner["gpu"]]
+    if len(other):
+        alt = other.iloc[0]
+        break_even = alt["usd_per_hour"] / winner["num_gpus"]
+        text += (
+            f"<p>Prices decide between GPU types: this choice holds while {html.escape(winner['gpu'])} costs less than "
+            f"${break_even:,.2f} per GPU-hour (list price used: ${winner['usd_per_gpu_hour']:,.2f}); above that, "
+            f"{int(alt['num_replicas'])} x {html.escape(alt['deployment'])} at ${alt['usd_per_hour']:,.2f}/h is cheaper.</p>"
+        )
     best_per_gpu = ok.groupby("gpu", sort=False).head(1)
     items = "".join(
         f"<li>{html.escape(r['gpu'])}: {int(r['num_replicas'])} x {html.escape(r['deployment'])}, ${r['usd_per_hour']:,.2f}/h, "
@@ -156,7 +165,7 @@ def pareto_figure(table: pd.DataFrame) -> go.Figure:
     if len(frontier):
         fig.add_trace(go.Scatter(
             x=frontier["capacity_rps"], y=frontier["usd_per_replica_hour"], mode="lines", name="Pareto frontier",
-            line={"color": "black", "dash": "dot", "shape": "hv"}, hoverinfo="skip",
+            line={"color": "black", "dash": "dot", "shape": "vh"}, hoverinfo="skip",
         ))
     ok = table[table["feasible"]]
     if len(ok):

@@ -51,7 +51,7 @@ def synthetic_bundle(root: Path, tps: tuple[int, ...] = (1,), noise: float = 0.0
     writer = bundle.RowWriter(root)
     for m in plan(model, list(tps), sweep, "float32", {}, quantizations):
         t = known_time(m.kind, m.shape_dict, m.flops, m.nbytes) * (1 + noise * rng.uniform(-1, 1))
-        writer.write(m, Timing(t, 0.99 * t, 1.01 * t, 0.98 * t, 50, "synthetic"), "2026-01-01T00:00:00+00:00")
+        writer.write(m, Timing(t, 0.99 * t, 1.01 * t, 0.98 * t, 1.002 * t, 50, "synthetic"), "2026-01-01T00:00:00+00:00")
     writer.close()
     return root
 

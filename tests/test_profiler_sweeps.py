@@ -84,7 +84,7 @@ def test_torn_last_line_is_cut_and_measured_keys_are_skipped(tmp_path):
     rows = plan(TINY, [1], SweepConfig.for_device("cpu").replace(max_tokens=4, points_per_octave=1, max_num_seqs=1, max_context=16), "float32", {})
     writer = bundle.RowWriter(tmp_path)
     for m in rows[:5]:
-        writer.write(m, Timing(1e-5, 1e-5, 1e-5, 1e-5, 3, "test"), "now")
+        writer.write(m, Timing(1e-5, 1e-5, 1e-5, 1e-5, 1e-5, 3, "test"), "now")
     writer.fail(rows[5], "RuntimeError: out of memory", "now")
     writer.close()
     with open(tmp_path / "gemm.csv", "a") as f:
@@ -98,5 +98,5 @@ def test_torn_last_line_is_cut_and_measured_keys_are_skipped(tmp_path):
 
 def test_summarize_reports_median_spread_and_minimum():
     t = summarize([5.0, 1.0, 3.0, 2.0, 4.0], "cpu_perf_counter")
-    assert (t.median_s, t.min_s, t.num_samples) == (3.0, 1.0, 5)
+    assert (t.median_s, t.min_s, t.mean_s, t.num_samples) == (3.0, 1.0, 3.0, 5)
     assert t.p20_s < t.median_s < t.p80_s

@@ -120,14 +120,17 @@ class Scheduler:
         assert self.waiting[0] is request, "requests are admitted from the head of the waiting queue"
         self.waiting.popleft()
         self.block_manager.allocate(request, num_tokens, num_cached_blocks)
-        num_cached_tokens = num_cached_blocks * self.block_manager.block_size
-        if num_cached_blocks:
-            request.num_computed_tokens = num_cached_tokens
+        if num_cached_blocks:  # a waiting request has nothing computed
+            request.num_computed_tokens = num_cached_blocks * self.block_manager.block_size
         request.status = RequestStatus.RUNNING
         if request.first_scheduled_time is None:
             request.first_scheduled_time = now
-            request.num_cached_tokens = num_cached_tokens  # first admission only, as vLLM v1 counts
-        self._insert_running(request)
+            request.num_cached_tokens = request.num_computed_tokens  # first admission only, as vLLM v1 counts
+        running = self.running
+        if not self.running_in_arrival_order or not running or running[-1].request_id < request.request_id:
+            running.append(request)
+        else:
+            bisect.insort(running, request, key=_request_id)
 
     def _insert_running(self, request: Request) -> None:
         running = self.running

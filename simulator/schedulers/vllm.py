@@ -62,16 +62,23 @@ class VLLMScheduler(Scheduler):
         batch = Batch()
         num_tokens = 0
         num_seqs = len(self.running)
+        prefix_caching = self.prefix_caching
         while waiting:
             request = waiting[0]
-            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
-            num_new_tokens = request.num_uncomputed_tokens - num_cached_blocks * block_manager.block_size
-            if not block_manager.can_allocate(request.num_tokens, num_cached_blocks, num_evictable):
+            request_tokens = num_new_tokens = request.num_uncomputed_tokens  # none computed yet
+            num_cached_blocks = num_evictable = 0
+            if prefix_caching:
+                num_cached_blocks, num_evictable = block_manager.find_cached_prefix(request)
+                num_new_tokens -= num_cached_blocks * block_manager.block_size
+            if not block_manager.can_allocate(request_tokens, num_cached_blocks, num_evictable):
                 break
             if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
                 break
-            self._admit(request, request.num_tokens, now, num_cached_blocks)
-            self._add_chunk(batch, request, num_new_tokens)
+            self._admit(request, request_tokens, now, num_cached_blocks)
+            if prefix_caching:
+                self._add_chunk(batch, request, num_new_tokens)
+            else:
+                batch.add(request, num_new_tokens)
             num_tokens += num_new_tokens
             num_seqs += 1
         return batch if batch.requests else None
