@@ -33,3 +33,8 @@ class ScenarioError(Exception):
                 shown = shown[:77] + "..."
             where += f" = {shown}"
         super().__init__(f"{where}: {problem}; {fix}")
+
+    def __reduce__(self):
+        # Rebuild from the five fields, so an error raised in a worker process reaches the
+        # command line intact (the default pickling passes only the message).
+        return type(self), (self.source, self.field, self.value, self.problem, self.fix)

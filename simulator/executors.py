@@ -27,7 +27,6 @@ Two implementations:
 
 from __future__ import annotations
 
-import copyreg
 import os
 import pickle
 import sys
@@ -77,17 +76,6 @@ class TaskError(RuntimeError):
         return TaskError, (self.task_index, self.remote_type, str(self), self.remote_traceback)
 
 
-# ScenarioError keeps only its message in ``args``, so the default pickling cannot rebuild it;
-# teach pickle its five fields so a worker's input error reaches the command line intact.
-def _rebuild_scenario_error(source: str, field: str, value: Any, problem: str, fix: str) -> ScenarioError:
-    return ScenarioError(source, field, value, problem, fix)
-
-
-def _reduce_scenario_error(error: ScenarioError):
-    return _rebuild_scenario_error, (error.source, error.field, error.value, error.problem, error.fix)
-
-
-copyreg.pickle(ScenarioError, _reduce_scenario_error)
 
 
 @dataclass(frozen=True)
