@@ -32,6 +32,16 @@ TRACE = REPO.parent / "shared" / "traces" / "mooncake" / "conversation_trace.jso
 HASH_BLOCK_TOKENS = 512  # Mooncake hash_ids granularity (trace README)
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def replay_hit_tokens(trace: Path, max_requests: int | None) -> tuple[int, int, int]:
     """(prompt tokens an unbounded cache serves, all prompt tokens, requests) by a set replay."""
     seen: set[int] = set()
@@ -60,9 +70,9 @@ def main() -> None:
     args = parser.parse_args()
 
     hit, total, n = replay_hit_tokens(args.trace, args.max_requests)
-    print(f"date: {datetime.date.today()}  machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"date: {datetime.date.today()}  machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"trace: {args.trace.name}, {n:,} requests, {total:,} prompt tokens")
-    print(f"replay of hash_ids, unbounded cache: {hit / total:.4%} of prompt tokens")
+    print(f"replay of hash_ids, unbounded cache: {hit / total:.4%} of prompt tokens ({hit:,} tokens)")
 
     base = [f"workload.trace={args.trace}", "model.max_model_len=131072", f"cluster.tensor_parallel_size={args.tp}", "scheduler.name=vllm_v1"]
     if args.max_requests:

@@ -4,7 +4,8 @@ Runs real iterations of the tiny model's whole layer stack (``profiler.model.Lay
 same PyTorch operators the profiler times, paged KV cache, all layers, sampling, host input
 preparation) at several batch compositions (pure prefill, chunked prefill, pure decode, mixed),
 and compares each measured step time with ``ProfiledCostModel.step_time`` of the equivalent
-``Batch``. The step is timed like the bundle's operators (same thread count, same timer) and
+``Batch``. The step is timed like the bundle's operators (same thread count, same clock: the
+thread's CPU time with one torch thread) and
 compared in the statistic the bundle was fitted to (``servesim fit --target``: the median by
 default); minimum, median and mean are all printed.
 
@@ -83,16 +84,17 @@ def main() -> None:
 
     manifest = json.loads((args.bundle / "profile.json").read_text())
     torch.set_num_threads(manifest.get("threads") or 1)
+    clock = "thread" if torch.get_num_threads() == 1 else "wall"  # as the profiler timed the operators
     model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
     cost = ProfiledCostModel(args.bundle, model, GPUS["h100-sxm"], 1, 1, RooflineConfig(), max_num_batched_tokens=2048)
     stat = json.loads((args.bundle / "runtime_model.json").read_text()).get("target", "median_s")
     stack = LayerStack(model, max_tokens_per_request=1024, max_requests=64, device=torch.device("cpu"), dtype=torch.float32)
     rows = []
-    print(f"tiny-llama ({model.num_layers} layers), {torch.get_num_threads()} thread(s); bundle fitted to {stat}")
+    print(f"tiny-llama ({model.num_layers} layers), {torch.get_num_threads()} thread(s), {clock} clock; bundle fitted to {stat}")
     print(f"{'composition':48s} {'min ms':>8s} {'median ms':>9s} {'mean ms':>8s} {'pred ms':>8s} {'error %':>8s}")
     for name, spec in COMPOSITIONS.items():
         entries = [Entry(prefix, new, kind != "chunk") for prefix, new, kind in spec]
-        timing = time_cpu(lambda: stack.step(entries), min_repeats=10, min_time_s=args.min_time_s)
+        timing = time_cpu(lambda: stack.step(entries), min_repeats=10, min_time_s=args.min_time_s, clock=clock)
         predicted = cost.step_time(batch_of(spec))
         measured = getattr(timing, stat)
         row = {"composition": name, "measured_min_s": timing.min_s, "measured_median_s": timing.median_s, "measured_mean_s": timing.mean_s,

@@ -47,7 +47,7 @@ class ProfileOptions:
         quantizations: quantized GEMM variants to add.
         budget_s: stop before exceeding this many seconds (None: run to the end).
         operators: only these operators (None: all).
-        threads: torch intra-op threads on the CPU.
+        threads: torch intra-op threads on the CPU (with 1, operators are timed in thread CPU time).
         min_time_s: CPU timer: least total timed seconds per measurement.
         progress: show the tqdm bar.
     """
@@ -289,8 +289,8 @@ def _measure(group: list[Measurement], opts: ProfileOptions, builder, device, li
             t = time_cpu(fn, min_time_s=opts.min_time_s, sync=sync)
         elif device.type == "cuda":
             t = time_cuda(fn)
-        else:
-            t = time_cpu(fn, min_time_s=opts.min_time_s)
+        else:  # one torch thread: all the work is on this thread, so time its CPU time
+            t = time_cpu(fn, min_time_s=opts.min_time_s, clock="thread" if opts.threads == 1 else "wall")
     except (RuntimeError, ValueError, torch.cuda.OutOfMemoryError) as e:
         writer.fail(m, f"{type(e).__name__}: {e}", now())
         if device.type == "cuda":

@@ -10,7 +10,11 @@ removes the host launch gap that would otherwise dominate a few-microsecond kern
 engines run decode steps under CUDA graphs too, e.g. vLLM). On the CPU it is
 ``time.perf_counter`` around each call after a warm-up, repeated until both ``min_repeats``
 calls and ``min_time_s`` seconds are reached (the profiler's CPU builders make each call find
-its inputs out of cache, see ``profiler.ops.Builder``).
+its inputs out of cache, see ``profiler.ops.Builder``). With torch on one thread (the CPU
+profile's default) the clock is the thread's CPU time instead (``time.thread_time``, ns
+resolution on Linux): on a shared host other processes' time slices land inside wall-clock
+samples (on the two-core development machine, with a load average of 5-8, medians of one
+operator moved by 2x from one minute to the next) but not in the thread's CPU time.
 
 torch and triton are imported inside the CUDA functions only.
 """
@@ -33,7 +37,8 @@ class Timing:
         min_s: the fastest sample (on a shared host, the least disturbed one).
         mean_s: the mean (what adds up: a step's mean time is the sum of its operators' means).
         num_samples: timed calls behind the statistics.
-        timer: which timer produced it: ``cpu_perf_counter``, ``cuda_do_bench``, ``cuda_graph``.
+        timer: which timer produced it: ``cpu_perf_counter``, ``cpu_thread_time``,
+            ``cuda_do_bench``, ``cuda_graph`` (or the all-reduce's ``nccl_events``...).
     """
 
     median_s: float
@@ -67,8 +72,9 @@ def time_cpu(
     max_repeats: int = 10_000,
     warmup_s: float = 0.01,
     sync: Callable[[], Any] | None = None,
+    clock: str = "wall",
 ) -> Timing:
-    """Time ``fn`` on the host with ``time.perf_counter``.
+    """Time ``fn`` on the host with ``time.perf_counter`` (``clock="wall"``) or ``time.thread_time``.
 
     Args:
         fn: the work; called at least ``min_repeats + 2`` times.
@@ -78,7 +84,12 @@ def time_cpu(
         warmup_s: untimed calls first (at least two), until this much time has passed.
         sync: called after each call outside the timed span (e.g. a device synchronize when only
             the host's share of ``fn`` is to be timed).
+        clock: ``wall`` (``perf_counter``) or ``thread``: the calling thread's CPU time, which
+            leaves out the time other processes hold the core. Only for work that runs entirely
+            on the calling thread (torch with one intra-op thread).
     """
+    if clock not in ("wall", "thread"):
+        raise ValueError(f"clock must be 'wall' or 'thread', got {clock!r}")
     start = time.perf_counter()
     for i in range(1_000_000):
         fn()
@@ -88,16 +99,16 @@ def time_cpu(
             break
     samples: list[float] = []
     total = 0.0
-    clock = time.perf_counter
+    now = time.perf_counter if clock == "wall" else time.thread_time
     while len(samples) < max_repeats and (len(samples) < min_repeats or total < min_time_s):
-        t0 = clock()
+        t0 = now()
         fn()
-        dt = clock() - t0
+        dt = now() - t0
         if sync is not None:
             sync()
         samples.append(dt)
         total += dt
-    return summarize(samples, "cpu_perf_counter")
+    return summarize(samples, "cpu_perf_counter" if clock == "wall" else "cpu_thread_time")
 
 
 def time_cuda(fn: Callable[[], Any], warmup_ms: float = 10, rep_ms: float = 50, graph_below_s: float = 20e-6) -> Timing:

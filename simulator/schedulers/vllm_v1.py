@@ -56,8 +56,9 @@ class VLLMV1Scheduler(Scheduler):
         running, block_manager = self.running, self.block_manager
         grow_to = block_manager.grow_to
         budget = self.max_num_batched_tokens
-        batch = Batch()
         num_preempted = self.num_preemptions
+        decodes = []  # priced together by Batch.of_decodes (same result as add(request, 1) each)
+        chunks = []  # (request, tokens) of prefills, in order
         i = 0
         while i < len(running) and budget > 0:
             request = running[i]
@@ -67,11 +68,14 @@ class VLLMV1Scheduler(Scheduler):
             if not grow_to(request, computed + num_new_tokens) and not self._make_room(request, computed + num_new_tokens):
                 break  # the request itself was the last one and got preempted
             if num_new_tokens == 1 and computed >= request.num_prompt_tokens:
-                batch.add(request, 1)
+                decodes.append(request)
             else:
-                self._add_chunk(batch, request, num_new_tokens)
+                chunks.append((request, num_new_tokens))
             budget -= num_new_tokens
             i += 1
+        batch = Batch.of_decodes(decodes)
+        for request, num_new_tokens in chunks:
+            self._add_chunk(batch, request, num_new_tokens)
         if self.num_preemptions == num_preempted or not batch.requests:
             self._schedule_waiting(batch, budget, now)
         batch.num_preemptions = self.num_preemptions - num_preempted
