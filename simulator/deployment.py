@@ -16,6 +16,12 @@ from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_
 
 GIB = 1024**3
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2}
+# Schedulers that split prompts into chunks, so their per-iteration token budget may be below
+# max_model_len; the activation reserve is sized by that budget.
+CHUNKED_PREFILL_SCHEDULERS = frozenset({"sarathi", "vllm_v1"})
+# vLLM v1's budget when unset: 8,192 for ``vllm serve`` on H100/H200-class GPUs (v0.8
+# ``EngineArgs._set_default_args_v1``; v0.9+ ``get_batch_defaults``); A100s and smaller use 2,048.
+V1_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 # Bytes per linear-layer weight under each quantization. W4A16 packs two 4-bit weights per byte
 # and stores an fp16 scale and zero point per group of 128 weights (AWQ, Lin et al. MLSys'24;
 # GPTQ, Frantar et al. ICLR'23): 0.5 + 4 / 128 bytes. Embedding and lm_head stay in the model
@@ -148,8 +154,13 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     sched = scenario.scheduler
     dtype_bytes = _DTYPE_BYTES[scenario.model.dtype]
     max_model_len = scenario.model.max_model_len or model.max_position_embeddings
-    max_num_batched_tokens = sched.max_num_batched_tokens or max(max_model_len, 2048)
-    if max_num_batched_tokens < max_model_len:
+    if sched.name == "sarathi":  # the chunk size is its whole per-iteration budget
+        max_num_batched_tokens = sched.chunk_size
+    elif sched.name == "vllm_v1":
+        max_num_batched_tokens = sched.max_num_batched_tokens or V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
+    else:
+        max_num_batched_tokens = sched.max_num_batched_tokens or max(max_model_len, 2048)
+    if sched.name not in CHUNKED_PREFILL_SCHEDULERS and max_num_batched_tokens < max_model_len:
         raise ScenarioError(source, "scheduler.max_num_batched_tokens", max_num_batched_tokens, f"is below max_model_len {max_model_len}, so long prompts could never be scheduled (vLLM v0 refuses this too)", f"set it to at least {max_model_len} or lower model.max_model_len")
 
     quantization = scenario.model.quantization

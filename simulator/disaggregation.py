@@ -44,16 +44,6 @@ from simulator.scenario import Scenario
 from simulator.schedulers.base import Scheduler
 
 
-class PoolReplica(Replica):
-    """A replica that can also be woken when memory frees up (not only by an arriving request)."""
-
-    def wake(self) -> None:
-        """Let an idle replica schedule again (its scheduler's state changed)."""
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.triggered:
-            wakeup.succeed()
-
-
 def _num_shards(tp: int, pp: int, deployment: Deployment) -> int:
     """GPUs of a replica holding distinct KV shards: min(TP, KV heads) per stage, times PP."""
     return min(tp, deployment.model.num_kv_heads) * pp
@@ -85,7 +75,7 @@ class DisaggregatedCluster:
         self.env, self.router, self.on_finish = env, router, on_finish
         sched_cfg = scenario.scheduler
         self.deployments: dict[str, Deployment] = {role: resolve_deployment(scenario, source, role) for role in ("prefill", "decode")}
-        self.pools: dict[str, list[PoolReplica]] = {}
+        self.pools: dict[str, list[Replica]] = {}
         self.roles: dict[int, str] = {}
         # Both pools run on hardware.gpu: one link kind for all.
         link_bandwidth, link_latency = link_bandwidth_and_latency(scenario.cluster.kv_transfer, self.deployments["prefill"].gpu)
@@ -100,11 +90,11 @@ class DisaggregatedCluster:
                 replica_id = len(self.roles)
                 block_manager = BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark)
                 scheduler = policy(sched_cfg, block_manager, deployment.max_num_batched_tokens, deployment.max_model_len, swap_space)
-                replicas.append(PoolReplica(env, replica_id, scheduler, cost_model, callback))
+                replicas.append(Replica(env, replica_id, scheduler, cost_model, callback))
                 self.roles[replica_id] = role
                 shards = _num_shards(deployment.tensor_parallel_size, deployment.pipeline_parallel_size, deployment)
                 port_bandwidth[replica_id] = link_bandwidth * shards
-        self.replicas: list[PoolReplica] = self.pools["prefill"] + self.pools["decode"]
+        self.replicas: list[Replica] = self.pools["prefill"] + self.pools["decode"]
         self.network = KVTransferNetwork(env, port_bandwidth, link_latency)
         self.kv_bytes_per_token = self.deployments["prefill"].model.kv_bytes_per_token(self.deployments["prefill"].dtype_bytes)
         self._prefill_schedulers = [r.scheduler for r in self.pools["prefill"]]

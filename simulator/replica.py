@@ -46,6 +46,10 @@ class Replica:
         """Hand an arriving request to this replica's scheduler; wake the replica if idle."""
         request.replica_id = self.replica_id
         self.scheduler.add_request(request)
+        self.wake()
+
+    def wake(self) -> None:
+        """Let an idle replica schedule again: a request arrived or its scheduler's state changed."""
         if self._wakeup is not None and not self._wakeup.triggered:
             self._wakeup.succeed()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from simulator.deployment import resolve_deployment
+from simulator.errors import ScenarioError
 from simulator.scenario import Scenario, load_scenario
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_names, bundled_model_spec
@@ -73,3 +74,15 @@ def test_hugging_face_config_missing_field_is_a_clear_error(tmp_path):
     path.write_text('{"hidden_size": 256}')
     with pytest.raises(ScenarioError, match="num_hidden_layers"):
         resolve_deployment(load_scenario(None, [f"model.config={path}"]))
+
+
+def test_chunked_prefill_budget_may_be_below_the_context():
+    # vLLM v0 refuses a budget below max_model_len; chunked prefill splits long prompts instead.
+    common = ["model.max_model_len=8192", "scheduler.max_num_batched_tokens=2048"]
+    with pytest.raises(ScenarioError, match="scheduler.max_num_batched_tokens"):
+        resolve_deployment(load_scenario(None, common + ["scheduler.name=vllm"]))
+    assert resolve_deployment(load_scenario(None, common + ["scheduler.name=vllm_v1"])).max_num_batched_tokens == 2048
+    sarathi = resolve_deployment(load_scenario(None, common + ["scheduler.name=sarathi", "scheduler.chunk_size=256"]))
+    assert sarathi.max_num_batched_tokens == 256  # sizes the activation reserve
+    v1_default = resolve_deployment(load_scenario(None, ["scheduler.name=vllm_v1"]))
+    assert v1_default.max_num_batched_tokens == 8192

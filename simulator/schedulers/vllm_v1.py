@@ -34,11 +34,10 @@ do not apply to v1 (its ``allocate_slots`` checks free blocks only; it preempts 
 from __future__ import annotations
 
 from simulator.batch import Batch
+from simulator.deployment import V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
 from simulator.kv_cache import BlockManager, SwapSpace
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.base import Scheduler
-
-V1_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192  # vllm serve on H100/H200-class GPUs (see module docstring)
 
 
 class VLLMV1Scheduler(Scheduler):
