@@ -38,7 +38,6 @@ from simulator.plan import CapacityTask, enumerate_candidates, load_plan, run_ca
 # Profile split: cumulative time of these entry points (file suffix, function name).
 ENTRY_POINTS = {
     "run": ("simulator/simulation.py", "run"),
-    "build": ("simulator/simulation.py", "__init__"),
     "workload": ("simulator/workload.py", "load_workload"),
     "request_table": ("simulator/metrics.py", "request_table"),
     "iteration_table": ("simulator/metrics.py", "iteration_table"),
@@ -100,14 +99,13 @@ def profile(tasks: list[CapacityTask], num: int) -> None:
                 cum[key] += cumtime
     metrics = cum["request_table"] + cum["iteration_table"] + cum["token_gaps"] + cum["summarize"]
     # Simulation.run computes the metrics after the loop (directly, or in _stopped_summary);
-    # the early-stop check (missed) runs inside the loop; estimate_max_rate builds a Simulation.
+    # the early-stop check (missed) runs inside the loop; loading the workload is part of building.
     split = {
         "simulation hot loop (replica, scheduler, KV cache, cost model, SimPy)": cum["run"] - metrics - cum["watch"],
         "early-stop check per finished request": cum["watch"],
         "metrics after each run (pandas, numpy)": metrics,
         "workload loading (trace CSV parse, per run)": cum["workload"],
-        "building the simulation (besides the workload)": cum["build"] - cum["workload"],
-        "first-guess estimate, cache keys, other": cum["total"] - cum["run"] - cum["build"],
+        "building simulations, first-guess estimate, cache keys, other": cum["total"] - cum["run"] - cum["workload"],
     }
     print(f"profile of {num} bisections in one process ({wall:.1f} s under cProfile, {sum(len(o.points) for o in outcomes)} probes):")
     for name, seconds in split.items():
