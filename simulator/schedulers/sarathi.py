@@ -61,14 +61,11 @@ class SarathiScheduler(Scheduler):
             budget -= chunk
         if self.swapped and (self.num_preemptions == num_preempted or not running):
             budget = self._schedule_swap_ins(batch, budget)
-        prefix_caching = self.prefix_caching
         while waiting and budget > 0 and len(running) < self.max_num_seqs and not self.swapped:
             request = waiting[0]
             request_tokens = num_new_tokens = request.num_uncomputed_tokens  # none computed yet
-            num_cached_blocks = num_evictable = 0
-            if prefix_caching:
-                num_cached_blocks, num_evictable = block_manager.find_cached_prefix(request)
-                num_new_tokens -= num_cached_blocks * block_manager.block_size
+            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+            num_new_tokens -= num_cached_blocks * block_manager.block_size
             if not block_manager.can_allocate(request_tokens, num_cached_blocks, num_evictable):
                 break
             self._admit(request, request_tokens, now, num_cached_blocks)

@@ -66,10 +66,8 @@ class VLLMScheduler(Scheduler):
         while waiting:
             request = waiting[0]
             request_tokens = num_new_tokens = request.num_uncomputed_tokens  # none computed yet
-            num_cached_blocks = num_evictable = 0
-            if prefix_caching:
-                num_cached_blocks, num_evictable = block_manager.find_cached_prefix(request)
-                num_new_tokens -= num_cached_blocks * block_manager.block_size
+            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+            num_new_tokens -= num_cached_blocks * block_manager.block_size
             if not block_manager.can_allocate(request_tokens, num_cached_blocks, num_evictable):
                 break
             if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
