@@ -37,7 +37,7 @@ import pandas as pd
 
 from profiler import bundle
 from profiler.catalogue import (
-    ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, CPU_OVERHEAD, DTYPE_BYTES, ELEMENTWISE, GEMM, KINDS, OPERATORS,
+    ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, CPU_OVERHEAD, DTYPE_BYTES, ELEMENTWISE, GEMM, OPERATORS,
     SHAPE_COLUMNS, decode_counts, elementwise_bytes, gemm_counts, prefill_counts,
 )
 from profiler.estimators import CANDIDATES, PhysicsInterpolated

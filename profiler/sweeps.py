@@ -127,7 +127,7 @@ class SweepConfig:
         return cls(
             max_tokens=512, points_per_octave=4, max_num_seqs=64,
             decode_batch_sizes=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
-            decode_context_lens=(16, 32, 64, 128, 256, 512, 1024),
+            decode_context_lens=(16, 32, 64, 128, 256, 384, 512, 768, 1024),
             prefill_new_tokens=(1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512),
             prefill_prefix_tokens=(0, 32, 64, 128, 256, 512, 1024),
             prefill_num_seqs=(4,),

@@ -699,8 +699,9 @@ class PlanResult:
         plan: the loaded plan.
         table: one row per candidate (columns in ``RESULT_COLUMNS``), ranked feasible first,
             cheapest first.
-        sensitivity: one row per (candidate, SLO factor): ``candidate``, ``deployment``,
-            ``slo_factor``, ``capacity_rps``, ``replicas_estimate``, ``usd_per_hour_estimate``.
+        sensitivity: one row per (candidate, SLO factor): ``rank`` (in ``table``), ``candidate``,
+            ``deployment``, ``slo_factor``, ``capacity_rps``, ``replicas_estimate``,
+            ``usd_per_hour_estimate``; in rank order.
         winner_summary: the winner's verification-run summary at R (None without a winner).
         winner_scenario: the winner's verified deployment at R (None without a winner).
         winner_requests: that run's per-request table (``metrics.request_table``), or None.
@@ -882,7 +883,7 @@ def run_plan(plan: Plan, executor: Executor, cache_dir: str | Path | None = None
     return PlanResult(plan, table, sensitivity, winner_summary, winner_scenario, winner_requests)
 
 
-SENSITIVITY_COLUMNS = ("candidate", "deployment", "slo_factor", "capacity_rps", "replicas_estimate", "usd_per_hour_estimate")
+SENSITIVITY_COLUMNS = ("rank", "candidate", "deployment", "slo_factor", "capacity_rps", "replicas_estimate", "usd_per_hour_estimate")
 
 
 def _sensitivity(plan: Plan, candidates: list[Candidate], table: pd.DataFrame, executor: Executor, cache: str | None) -> pd.DataFrame:
@@ -909,13 +910,14 @@ def _sensitivity(plan: Plan, candidates: list[Candidate], table: pd.DataFrame, e
         cap = outcome.capacity_rps
         n = replicas_needed(plan.target_rate_rps, cap) if cap else None
         rows.append({
-            "candidate": candidate_index, "deployment": row["deployment"], "slo_factor": factor,
+            "rank": row["rank"], "candidate": candidate_index, "deployment": row["deployment"], "slo_factor": factor,
             "capacity_rps": cap if cap is not None else np.nan, "replicas_estimate": n,
             "usd_per_hour_estimate": n * row["usd_per_replica_hour"] if n else np.nan,
         })
     frame = pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
-    frame["replicas_estimate"] = frame["replicas_estimate"].astype("Int64")
-    return frame.sort_values(["candidate", "slo_factor"], ignore_index=True)
+    for col in ("rank", "replicas_estimate"):
+        frame[col] = frame[col].astype("Int64")
+    return frame.sort_values(["rank", "slo_factor"], ignore_index=True)
 
 
 def write_results(result: PlanResult, out: Path) -> None:

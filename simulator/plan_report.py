@@ -237,11 +237,14 @@ def _winner_html(result: PlanResult) -> str:
             cells.append(f"<td>{text}</td>")
         rows.append(f"<tr><td>{label} (ms)</td>{''.join(cells)}</tr>")
     table = f"<table><tr><th>latency</th><th>P50</th><th>P90</th><th>P99</th></tr>{''.join(rows)}</table>"
+    target = result.plan.criterion.attainment_target
     info = (
         f"<p>{int(winner['num_replicas'])} x {html.escape(winner['deployment'])} at R = {result.plan.target_rate_rps:.3g} req/s: "
-        f"{summary['num_completed']:,} requests, SLO attainment {summary['slo_attainment']:.1%}, "
-        f"throughput {summary['request_throughput_rps']:.3g} req/s, {summary['output_throughput_tps']:,.0f} output tokens/s. "
-        "Bounds of the plan's percentile SLOs in brackets.</p>"
+        f"{summary['num_completed']:,} requests, SLO attainment {summary['slo_attainment']:.1%}"
+        + (f" (target {target:.0%})" if target is not None else "")
+        + f", throughput {summary['request_throughput_rps']:.3g} req/s, {summary['output_throughput_tps']:,.0f} output tokens/s."
+        + (" Bounds of the plan's percentile SLOs in brackets." if bounds else "")
+        + "</p>"
     )
     figure = ""
     if result.winner_requests is not None:
@@ -276,7 +279,7 @@ def _sensitivity_html(result: PlanResult) -> str:
         if ok.empty:
             rows.append(f"<tr><td>{factor:g}x</td><td>none of these meets the SLOs</td><td>—</td></tr>")
             continue
-        best = ok.loc[ok["usd_per_hour_estimate"].idxmin()]
+        best = ok.sort_values(["usd_per_hour_estimate", "rank"], kind="stable").iloc[0]  # ties: the plan's rank
         rows.append(f"<tr><td>{factor:g}x</td><td>{html.escape(best['deployment'])}</td><td>${best['usd_per_hour_estimate']:,.2f}</td></tr>")
     note = (
         "<p class=\"note\">The cheapest candidates at the plan's SLOs, searched again with every SLO bound "
