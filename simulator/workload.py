@@ -16,6 +16,7 @@ Every arrival time is shifted so the first request arrives at 0.0 and divided by
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,9 +157,20 @@ def _read_trace(path: Path, source: str, field: str) -> tuple[_Format, pd.DataFr
 
 
 def _read_table(path: Path, source: str, field: str) -> pd.DataFrame:
-    """One row per request, columns as in the file (JSONL: scalar fields and block hashes only)."""
+    """One row per request, columns as in the file (JSONL: scalar fields and block hashes only).
+
+    The parsed table is memoized per process by path, size and modification time (sweeps run
+    many simulations of one trace); callers must not modify it.
+    """
     if not path.is_file():
         raise ScenarioError(source, field, str(path), "trace file not found", _TRACES_FIX)
+    stat = path.stat()
+    return _parse_table(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_table(name: str, size: int, mtime_ns: int) -> pd.DataFrame:
+    path = Path(name)
     if _is_jsonl(path):
         table = _read_jsonl(path)
     else:
