@@ -75,6 +75,9 @@ class BlockManager:
         self.watermark_blocks = int(watermark * num_blocks)
         self.num_free_blocks = num_blocks
         self._num_blocks_held: dict[int, int] = {}  # request_id -> blocks in its block table
+        # Read-only view for schedulers' hot loops: a request needs a block only when its tokens
+        # exceed blocks_held[request_id] * block_size.
+        self.blocks_held = self._num_blocks_held
 
     @property
     def num_used_blocks(self) -> int:

@@ -241,6 +241,18 @@ class Scheduler:
             The requests that finished in this step (their KV blocks are already freed).
         """
         finished: list[Request] = []
+        if not batch.num_prefill_tokens and batch.num_sampled_tokens == len(batch.requests):
+            # Every entry is a decode that samples (the common step): the same updates, fewer checks.
+            for request in batch.requests:
+                request.num_computed_tokens += 1
+                generated = request.num_generated_tokens = request.num_generated_tokens + 1
+                request.token_times.append(now)
+                if generated == request.num_output_tokens:
+                    self._finish(request, now)
+                    finished.append(request)
+            if finished:
+                self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
+            return finished
         for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
             computed = request.num_computed_tokens = request.num_computed_tokens + num_new_tokens
             generated = request.num_generated_tokens

@@ -82,15 +82,16 @@ class VLLMScheduler(Scheduler):
         return batch if batch.requests else None
 
     def _schedule_decodes(self) -> Batch | None:
-        running, grow_to = self.running, self.block_manager.grow_to
+        running, block_manager = self.running, self.block_manager
+        grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
         num_preempted = self.num_preemptions
         i = 0
         while i < len(running):
             request = running[i]
-            # The step writes the KV of the newest token, at position num_tokens - 1.
+            # The step writes the KV of the newest token, at position num_tokens - 1; only a
+            # request crossing a block boundary (one step in block_size) needs a new block.
             num_tokens = request.num_prompt_tokens + request.num_generated_tokens
-            # grow_to first: the common case (room in the last block) stays one call.
-            if not grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
+            if num_tokens > blocks_held[request.request_id] * block_size and not grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
                 break  # the request itself was the newest and got preempted
             i += 1
         if not running:
