@@ -37,9 +37,10 @@ class SarathiScheduler(Scheduler):
     def schedule(self, now: float) -> Batch | None:
         running, block_manager, waiting = self.running, self.block_manager, self.waiting
         budget = self.config.chunk_size
-        batch = Batch()
+        grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
         num_preempted = self.num_preemptions
         prefilling = []
+        decodes = []  # priced together by Batch.of_decodes (same result as add(request, 1) each)
         i = 0
         while i < len(running) and budget > 0:
             request = running[i]
@@ -48,11 +49,13 @@ class SarathiScheduler(Scheduler):
                 prefilling.append(request)  # blocks for its whole prompt are already allocated
                 i += 1
                 continue
-            if not block_manager.grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
+            if num_tokens > blocks_held[request.request_id] * block_size and not grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
                 break  # the request itself was the newest and got preempted
-            batch.add(request, 1)
+            decodes.append(request)
             budget -= 1
             i += 1
+        # Victims come from the back of the running list, never from the decodes listed already.
+        batch = Batch.of_decodes(decodes)
         for request in prefilling:
             if budget == 0:
                 break

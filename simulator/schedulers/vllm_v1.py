@@ -53,7 +53,7 @@ class VLLMV1Scheduler(Scheduler):
 
     def schedule(self, now: float) -> Batch | None:
         running, block_manager = self.running, self.block_manager
-        grow_to = block_manager.grow_to
+        grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
         budget = self.max_num_batched_tokens
         num_preempted = self.num_preemptions
         decodes = []  # priced together by Batch.of_decodes (same result as add(request, 1) each)
@@ -64,7 +64,8 @@ class VLLMV1Scheduler(Scheduler):
             computed = request.num_computed_tokens
             num_tokens = request.num_prompt_tokens + request.num_generated_tokens
             num_new_tokens = min(num_tokens - computed, budget)
-            if not grow_to(request, computed + num_new_tokens) and not self._make_room(request, computed + num_new_tokens):
+            end = computed + num_new_tokens  # KV slots the step fills; new blocks only past the held ones
+            if end > blocks_held[request.request_id] * block_size and not grow_to(request, end) and not self._make_room(request, end):
                 break  # the request itself was the last one and got preempted
             if num_new_tokens == 1 and computed >= request.num_prompt_tokens:
                 decodes.append(request)
