@@ -421,6 +421,7 @@ def find_capacity(
     rate_hi: float | None = None,
     rel_tol: float = 0.05,
     max_runs: int = 12,
+    rate_floor: float | None = None,
     cache: RunCache | None = None,
     early_stop: bool = True,
     source: str = "<scenario>",
@@ -456,6 +457,9 @@ def find_capacity(
         rate_lo, rate_hi: optional first bracket (req/s); expanded if it does not bracket.
         rel_tol: the final bracket's relative width: hi / lo <= 1 + rel_tol; in (0, 1).
         max_runs: most probes; the search ends early with ``reason`` set if they run out.
+        rate_floor: the lowest rate worth probing (req/s), default the first guess / 1000: when
+            a search stepping down misses there too, it ends with capacity None (a planner
+            passes the target rate over the most replicas it may use).
         cache: results of earlier probes, so an interrupted search resumes at no cost.
         early_stop: end probes that have surely missed (their summaries are partial).
         source: the scenario's file, for errors.
@@ -488,6 +492,7 @@ def find_capacity(
         else:
             hi = rate
             break  # rate_hi is not needed once rate_lo missed
+    floor = rate_floor if rate_floor is not None else guesses[0] * 1e-3
     done = 1.0 + rel_tol + 1e-12  # the bracket ratio that ends the search
     factor = (1.0 + rel_tol) ** 4
     while lo is None or hi is None:
@@ -501,6 +506,10 @@ def find_capacity(
             return result(lo, f"met the criterion at every rate tried, up to {lo:.4g} req/s (capacity is at least this)")
         rate = lo * factor if hi is None else hi / factor
         factor *= factor
+        if lo is None and rate < floor:
+            if hi <= floor:
+                return result(None, f"missed the criterion at every rate tried, down to {hi:.4g} req/s (the floor)")
+            rate = floor
         if probe(rate):
             lo = rate
         else:

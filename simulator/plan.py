@@ -614,6 +614,7 @@ class CapacityTask:
     rate_lo_rps: float | None
     rate_hi_rps: float | None
     cache_dir: str | None
+    rate_floor_rps: float | None = None  # below this, more replicas than allowed would be needed
 
 
 @dataclass(frozen=True)
@@ -633,6 +634,8 @@ def run_capacity_task(task: CapacityTask) -> CapacityOutcome:
         kwargs["rate_lo"] = task.rate_lo_rps
     if task.rate_hi_rps is not None:
         kwargs["rate_hi"] = task.rate_hi_rps
+    if task.rate_floor_rps is not None:
+        kwargs["rate_floor"] = task.rate_floor_rps
     cache = RunCache(task.cache_dir) if task.cache_dir else None
     try:
         result = find_capacity(task.scenario, task.criterion, cache=cache, **kwargs)
@@ -797,7 +800,11 @@ def run_plan(plan: Plan, executor: Executor, cache_dir: str | Path | None = None
 
     # 1. Capacity of one replica of every deployable candidate.
     to_search = [c for c in candidates if not rows[c.index]["stage"]]
-    tasks = [CapacityTask(c.scenario, plan.criterion, cfg.rel_tol, cfg.max_runs, cfg.rate_lo_rps, cfg.rate_hi_rps, cache) for c in to_search]
+    tasks = [
+        CapacityTask(c.scenario, plan.criterion, cfg.rel_tol, cfg.max_runs, cfg.rate_lo_rps, cfg.rate_hi_rps, cache,
+                     rate_floor_rps=plan.target_rate_rps / max(1, _max_replicas(plan, c.gpu, c.gpus_per_replica)))
+        for c in to_search
+    ]
     for i, outcome in executor.map(run_capacity_task, tasks, desc="capacity"):
         row = rows[to_search[i].index]
         row["capacity_num_runs"] = len(outcome.points)

@@ -107,6 +107,16 @@ def test_no_rate_meets_an_impossible_criterion(tmp_path, constant_cost):
     assert "missed the criterion at every rate" in result.reason
 
 
+def test_a_search_stepping_down_stops_at_the_rate_floor(tmp_path, constant_cost):
+    # Without a floor the step-down factors grow (g^4, g^8, ...) toward absurd rates.
+    scenario = one_at_a_time(evenly_spaced_trace(tmp_path))
+    criterion = CapacityCriterion(None, (("ttft_s", "p50", 0.5 * STEP_S),))
+    result = find_capacity(scenario, criterion, rate_lo=50.0, rate_floor=10.0, max_runs=12)
+    assert result.capacity_rps is None and "the floor" in result.reason
+    rates = [rate for rate, _, _ in result.points]
+    assert min(rates) == 10.0 and result.num_runs < 12
+
+
 def test_a_criterion_met_at_every_rate_reports_a_lower_bound(tmp_path, constant_cost):
     scenario = one_at_a_time(evenly_spaced_trace(tmp_path))
     result = find_capacity(scenario, CapacityCriterion(None, (("e2e_s", "p99", 1e6),)), max_runs=3)
