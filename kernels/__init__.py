@@ -17,7 +17,10 @@ module             computes                                                   la
 =================  =========================================================  ==============================
 
 Every GEMM takes its weight as [K, N] (pass ``W.t()`` for an ``nn.Linear`` weight W [N, K]). Each
-module's docstring gives its layouts; each launcher's docstring its arguments and errors.
+module's docstring gives its layouts; each launcher's docstring its arguments and errors. The
+private modules hold what several kernels share: ``_validate`` the launchers' input checks,
+``_gemm_tiles`` and ``_paged_kv`` the ``@triton.jit`` helpers the GEMM and paged-attention
+kernels call (Triton inlines them).
 
 Importing this package imports neither torch nor triton: ``kernels.gemm`` (or any name above) is
 imported on first access, and ``KERNELS`` maps each name to its ``(launcher, reference)`` pair,

@@ -24,36 +24,29 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._gemm_tiles import apply_scales, dot_k_loop, grouped_tile_offsets, store_tile, tile_configs, tile_grid
 from kernels._validate import (
     check_devices,
     check_dtype,
+    check_gemm_shapes,
     check_matrix_layout,
+    check_out_dtype,
     check_shape,
     check_unit_stride,
-    interpreting,
 )
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn (OCP FP8 specification, E4M3)
+# Autotune candidates (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA.
+TILE_SHAPES = [
+    (128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 128, 8, 4), (128, 128, 128, 4, 4),
+    (128, 64, 128, 4, 4), (64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (64, 128, 256, 4, 3),
+    (16, 128, 256, 4, 3), (16, 64, 256, 4, 4),
+]
 
 
-def _configs() -> list[triton.Config]:
-    """Autotune candidates on CUDA; the interpreter accepts exactly one config."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}, num_warps=4, num_stages=1)]
-    shapes = [
-        (128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 128, 8, 4), (128, 128, 128, 4, 4),
-        (128, 64, 128, 4, 4), (64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (64, 128, 256, 4, 3),
-        (16, 128, 256, 4, 3), (16, 64, 256, 4, 4),
-    ]
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
-        for bm, bn, bk, warps, stages in shapes
-    ]
-
-
-@triton.autotune(configs=_configs(), key=["M_BUCKET", "N", "K", "stride_ak", "stride_bk"])
+@triton.autotune(configs=tile_configs(TILE_SHAPES), key=["M_BUCKET", "N", "K", "stride_ak", "stride_bk"])
 @triton.jit
 def fp8_gemm_kernel(
     a_ptr, b_ptr, out_ptr,  # a [M, K] fp8 e4m3, b [K, N] fp8 e4m3, out [M, N] fp16/bf16/fp32
@@ -71,42 +64,11 @@ def fp8_gemm_kernel(
     GROUP_M: tl.constexpr,  # tile rows per program group (L2 reuse, as kernels.gemm)
 ):
     """One [BLOCK_M, BLOCK_N] tile of out: fp8 x fp8 -> fp32 sum, scaled once at the end."""
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // num_pid_in_group) * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (pid % num_pid_in_group) % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=mask_m[:, None] & (offs_k[None, :] < k_left), other=0.0)
-        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n[None, :], other=0.0)
-        acc = tl.dot(a, b, acc)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-
-    if A_SCALE_PER_ROW:
-        acc = acc * tl.load(a_scale_ptr + offs_m, mask=mask_m, other=0.0)[:, None]
-    else:
-        acc = acc * tl.load(a_scale_ptr)
-    if B_SCALE_PER_COL:
-        acc = acc * tl.load(b_scale_ptr + offs_n, mask=mask_n, other=0.0)[None, :]
-    else:
-        acc = acc * tl.load(b_scale_ptr)
-    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
-    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    offs_m, offs_n = grouped_tile_offsets(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc = dot_k_loop(a_ptr, b_ptr, offs_m, offs_n, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                     BLOCK_M, BLOCK_N, BLOCK_K, ACC_DTYPE=tl.float32, DOT_PRECISION="tf32")
+    acc = apply_scales(acc, a_scale_ptr, b_scale_ptr, offs_m, offs_n, M, N, A_SCALE_PER_ROW, B_SCALE_PER_COL)
+    store_tile(out_ptr, acc, offs_m, offs_n, M, N, stride_om, stride_on)
 
 
 def _scale_kind(name: str, scale: torch.Tensor, per_entry: int, meaning: str) -> bool:
@@ -140,12 +102,8 @@ def fp8_gemm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: t
     name = "fp8_gemm"
     check_dtype(name, "a", a, (FP8_DTYPE,))
     check_dtype(name, "b", b, (FP8_DTYPE,))
-    if out_dtype not in OUT_DTYPES:
-        raise ValueError(f"fp8_gemm: out_dtype {out_dtype} is not one of {OUT_DTYPES}")
-    check_shape(name, "a", a, (None, None), "[M, K]")
-    M, K = a.shape
-    check_shape(name, "b", b, (K, None), "[K, N]")
-    N = b.shape[1]
+    check_out_dtype(name, out_dtype, OUT_DTYPES)
+    M, N, K = check_gemm_shapes(name, "a", a, "b", b)
     a_per_row = _scale_kind("a_scale", a_scale, M, "[M] (per token)")
     b_per_col = _scale_kind("b_scale", b_scale, N, "[N] (per channel)")
     check_devices(name, a=a, b=b, a_scale=a_scale, b_scale=b_scale)
@@ -153,15 +111,9 @@ def fp8_gemm(a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor, b_scale: t
     check_matrix_layout(name, "b", b)
 
     out = torch.empty((M, N), dtype=out_dtype, device=a.device)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        return out.zero_()
-
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-
-    fp8_gemm_kernel[grid](
+    if M == 0 or N == 0 or K == 0:
+        return out.zero_()  # an empty sum is 0 (and an empty out needs nothing)
+    fp8_gemm_kernel[tile_grid(M, N)](
         a, b, out, a_scale, b_scale, M, N, K, triton.next_power_of_2(M),
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), out.stride(0), out.stride(1),
         A_SCALE_PER_ROW=a_per_row, B_SCALE_PER_COL=b_per_col,

@@ -20,35 +20,21 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._validate import (
-    check_devices,
-    check_dtype,
-    check_matrix_layout,
-    check_shape,
-    interpreting,
-)
+from kernels._gemm_tiles import dot_k_loop, grouped_tile_offsets, store_tile, tile_configs, tile_grid
+from kernels._validate import check_devices, check_dtype, check_gemm_shapes, check_matrix_layout
 
 GEMM_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# Autotune candidates (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA, Hopper/Ampere
+# tensor-core tiles: large tiles for compute-bound shapes, BLOCK_M 16-64 for decode-sized M where
+# the GEMM streams the weight and M is mostly padding.
+TILE_SHAPES = [
+    (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
+    (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
+    (64, 128, 128, 4, 3), (32, 128, 128, 4, 4), (16, 128, 128, 4, 4), (16, 64, 256, 4, 3),
+]
 
 
-def _configs() -> list[triton.Config]:
-    """Autotune candidates on CUDA; the interpreter accepts exactly one config."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}, num_warps=4, num_stages=1)]
-    # Hopper/Ampere tensor-core tiles: large tiles for compute-bound shapes, BLOCK_M 16-64 for
-    # decode-sized M where the GEMM streams the weight and M is mostly padding.
-    shapes = [
-        (128, 256, 64, 8, 3), (256, 128, 64, 8, 3), (128, 128, 64, 4, 4), (128, 128, 32, 4, 4),
-        (128, 64, 64, 4, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 4),
-        (64, 128, 128, 4, 3), (32, 128, 128, 4, 4), (16, 128, 128, 4, 4), (16, 64, 256, 4, 3),
-    ]
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
-        for bm, bn, bk, warps, stages in shapes
-    ]
-
-
-@triton.autotune(configs=_configs(), key=["M_BUCKET", "N", "K", "stride_ak", "stride_bk"])
+@triton.autotune(configs=tile_configs(TILE_SHAPES), key=["M_BUCKET", "N", "K", "stride_ak", "stride_bk"])
 @triton.jit
 def gemm_kernel(
     a_ptr, b_ptr, c_ptr,  # A [M, K], B [K, N], C [M, N]
@@ -64,38 +50,10 @@ def gemm_kernel(
     GROUP_M: tl.constexpr,  # tile rows per program group (L2 reuse)
 ):
     """One [BLOCK_M, BLOCK_N] tile of C = A @ B, fp32 accumulator, stored in C's dtype."""
-    # Map the flat program id to a (tile row, tile column) in grouped order.
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)  # the last group may be short
-    pid_m = first_pid_m + (pid % num_pid_in_group) % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        # Rows past M, columns past N and the K tail read zeros, which add nothing to the sum.
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=mask_m[:, None] & (offs_k[None, :] < k_left), other=0.0)
-        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION)
-        a_ptrs += BLOCK_K * stride_ak
-        b_ptrs += BLOCK_K * stride_bk
-
-    c = acc.to(c_ptr.dtype.element_ty)
-    c_ptrs = c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :] * stride_cn
-    tl.store(c_ptrs, c, mask=mask_m[:, None] & mask_n[None, :])
+    offs_m, offs_n = grouped_tile_offsets(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc = dot_k_loop(a_ptr, b_ptr, offs_m, offs_n, M, N, K, stride_am, stride_ak, stride_bk, stride_bn,
+                     BLOCK_M, BLOCK_N, BLOCK_K, ACC_DTYPE=tl.float32, DOT_PRECISION=DOT_PRECISION)
+    store_tile(c_ptr, acc, offs_m, offs_n, M, N, stride_cm, stride_cn)
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -117,10 +75,7 @@ def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     name = "gemm"
     check_dtype(name, "a", a, GEMM_DTYPES)
-    check_shape(name, "a", a, (None, None), "[M, K]")
-    M, K = a.shape
-    check_shape(name, "b", b, (K, None), "[K, N]")
-    N = b.shape[1]
+    M, N, K = check_gemm_shapes(name, "a", a, "b", b)
     if b.dtype != a.dtype:
         raise ValueError(f"gemm: a is {a.dtype} but b is {b.dtype}; both operands need one dtype")
     check_devices(name, a=a, b=b)
@@ -128,15 +83,9 @@ def gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     check_matrix_layout(name, "b", b)
 
     c = torch.empty((M, N), dtype=a.dtype, device=a.device)
-    if M == 0 or N == 0:
-        return c
-    if K == 0:
-        return c.zero_()
-
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-
-    gemm_kernel[grid](
+    if M == 0 or N == 0 or K == 0:
+        return c.zero_()  # an empty sum is 0 (and an empty c needs nothing)
+    gemm_kernel[tile_grid(M, N)](
         a, b, c, M, N, K, triton.next_power_of_2(M),
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
         DOT_PRECISION="ieee" if a.dtype == torch.float32 else "tf32",

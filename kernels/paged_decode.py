@@ -28,30 +28,28 @@ With one split, pass 1 writes the output directly and pass 2 is skipped.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
+from kernels._paged_kv import ATTENTION_DTYPES, LOG2E, MIN_DOT, attend_kv_tile, gather_kv
 from kernels._validate import (
+    check_block_ids,
     check_devices,
     check_dtype,
+    check_paged_kv_cache,
     check_positive,
     check_shape,
-    check_unit_stride,
+    check_unit_strides,
 )
 
-ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 BLOCK_N = 64  # KV tokens per inner-loop tile, independent of the cache block size
-MIN_DOT = 16  # smallest tensor-core tile edge tl.dot accepts
 MAX_SPLITS = 64
 # Shortest split worth a program: below it the fixed cost per split (q load, partial write, merge)
 # outweighs the parallelism gained. An unmeasured starting point, to be tuned on a GPU with
 # benchmarks/bench_kernels.py.
 MIN_TOKENS_PER_SPLIT = 256
 DEFAULT_NUM_SMS = 132  # H100 SXM (NVIDIA H100 datasheet), used when the device cannot be asked
-LOG2E = 1.4426950408889634
 
 
 @triton.jit
@@ -107,23 +105,11 @@ def paged_decode_split_kernel(
     for tile in range(tile_start, tile_end):
         pos = tile * BLOCK_N + offs_n  # token positions of this tile
         mask_n = pos < context_len
-        # Each token's physical block (int64: cache offsets can pass 2**31 elements).
-        block_ids = tl.load(table_row + pos // BLOCK_SIZE, mask=mask_n, other=0).to(tl.int64)
-        slots = pos % BLOCK_SIZE
-        kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(k_cache_ptr + block_ids[:, None] * stride_kb + slots[:, None] * stride_kt
-                    + kv_head * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
-        scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2  # [GROUP_PAD, BLOCK_N]
-        scores = tl.where(mask_n[None, :], scores, float("-inf"))
-        # Online softmax: every tile holds at least one valid token, so m_new is finite.
-        m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-        p = tl.exp2(scores - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_cache_ptr + block_ids[:, None] * stride_vb + slots[:, None] * stride_vt
-                    + kv_head * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        # The one query sees every cached token; every tile holds at least one, so m_i stays finite.
+        acc, m_i, l_i = attend_kv_tile(q, acc, m_i, l_i, pos, mask_n, mask_n[None, :], table_row,
+                                       k_cache_ptr, v_cache_ptr, kv_head, stride_kb, stride_kt, stride_kh,
+                                       stride_vb, stride_vt, stride_vh, offs_d, mask_d, scale_log2,
+                                       BLOCK_SIZE, DOT_PRECISION)
 
     # An empty split (tile_start >= tile_end) leaves l_i = 0: output 0 and lse -inf.
     has_tokens = l_i > 0.0
@@ -209,24 +195,14 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
             on CUDA that would cost a device sync, and bad values read out of bounds.
     """
     name = "paged_decode"
-    check_dtype(name, "q", q, ATTENTION_DTYPES)
-    check_shape(name, "q", q, (None, None, None), "[num_seqs, num_q_heads, head_dim]")
+    num_blocks, block_size, num_kv_heads = check_paged_kv_cache(
+        name, q, "[num_seqs, num_q_heads, head_dim]", k_cache, v_cache, block_tables, True, ATTENTION_DTYPES)
     num_seqs, num_q_heads, head_dim = q.shape
-    check_shape(name, "k_cache", k_cache, (None, None, None, head_dim), "[num_blocks, block_size, num_kv_heads, head_dim]")
-    num_blocks, block_size, num_kv_heads, _ = k_cache.shape
-    check_shape(name, "v_cache", v_cache, tuple(k_cache.shape), "k_cache's shape")
-    for cache_name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
-        if cache.dtype != q.dtype:
-            raise ValueError(f"paged_decode: {cache_name} is {cache.dtype} but q is {q.dtype}; they must match")
-    if num_kv_heads == 0 or num_q_heads % num_kv_heads != 0:
-        raise ValueError(f"paged_decode: num_q_heads = {num_q_heads} is not a multiple of num_kv_heads = {num_kv_heads}")
-    check_dtype(name, "block_tables", block_tables, (torch.int32,))
-    check_shape(name, "block_tables", block_tables, (num_seqs, None), "[num_seqs, max_blocks_per_seq]")
     check_dtype(name, "context_lens", context_lens, (torch.int32,))
     check_shape(name, "context_lens", context_lens, (num_seqs,), "[num_seqs]")
-    device = check_devices(name, q=q, k_cache=k_cache, v_cache=v_cache, block_tables=block_tables, context_lens=context_lens)
-    for t_name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("block_tables", block_tables), ("context_lens", context_lens)):
-        check_unit_stride(name, t_name, t)
+    tensors = dict(q=q, k_cache=k_cache, v_cache=v_cache, block_tables=block_tables, context_lens=context_lens)
+    device = check_devices(name, **tensors)
+    check_unit_strides(name, **tensors)
     max_blocks_per_seq = block_tables.shape[1]
     if device.type == "cpu" and num_seqs > 0:
         _check_values(name, block_tables, context_lens, num_blocks, block_size)
@@ -253,8 +229,7 @@ def paged_decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, 
         q, k_cache, v_cache, block_tables, context_lens, partial, lse,
         scale * LOG2E, head_dim, num_splits,
         q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        *k_cache.stride()[:3], *v_cache.stride()[:3],  # block, slot, head
         block_tables.stride(0), *partial_strides, *lse_strides,
         QUERIES_PER_KV=queries_per_kv,
         GROUP_PAD=max(MIN_DOT, triton.next_power_of_2(queries_per_kv)),
@@ -279,9 +254,7 @@ def _check_values(name: str, block_tables: torch.Tensor, context_lens: torch.Ten
         if not 0 <= n <= max_tokens:
             raise ValueError(f"{name}: context_lens[{s}] = {n} is outside 0..{max_tokens} "
                              f"(max_blocks_per_seq {block_tables.shape[1]} x block_size {block_size})")
-        used = block_tables[s, : -(-n // block_size)]
-        if used.numel() and not (0 <= int(used.min()) and int(used.max()) < num_blocks):
-            raise ValueError(f"{name}: block_tables[{s}] holds ids outside 0..{num_blocks - 1}")
+        check_block_ids(name, block_tables, s, n, block_size, num_blocks)
 
 
 def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
@@ -289,16 +262,11 @@ def paged_decode_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torc
                            max_context_len: int | None = None) -> torch.Tensor:
     """The same attention by torch: gather each sequence's K/V from its blocks, dense softmax in
     fp32 (shapes as :func:`paged_decode`; ``num_splits`` and ``max_context_len`` are ignored)."""
-    num_seqs, num_q_heads, head_dim = q.shape
-    _, block_size, num_kv_heads, _ = k_cache.shape
-    group = num_q_heads // num_kv_heads
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     for s, n in enumerate(context_lens.tolist()):
         if n == 0:
             continue
-        blocks = block_tables[s, : math.ceil(n / block_size)].long()
-        k = k_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:n].float().repeat_interleave(group, dim=1)
-        v = v_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:n].float().repeat_interleave(group, dim=1)
+        k, v = gather_kv(k_cache, v_cache, block_tables, s, n, q.shape[1])
         scores = torch.einsum("hd,thd->ht", q[s].float(), k) * scale  # [num_q_heads, n]
         out[s] = torch.einsum("ht,thd->hd", torch.softmax(scores, dim=-1), v)
     return out.to(q.dtype)

@@ -30,18 +30,18 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._paged_kv import ATTENTION_DTYPES, LOG2E, MIN_DOT, attend_kv_tile, gather_kv
 from kernels._validate import (
+    check_block_ids,
     check_devices,
     check_dtype,
+    check_paged_kv_cache,
     check_shape,
-    check_unit_stride,
+    check_unit_strides,
 )
 
-ATTENTION_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 BLOCK_M = 64  # query rows (token x head) per program
 BLOCK_N = 64  # KV positions per inner-loop tile
-MIN_DOT = 16  # smallest tensor-core tile edge tl.dot accepts
-LOG2E = 1.4426950408889634
 
 
 @triton.jit
@@ -98,23 +98,12 @@ def paged_prefill_kernel(
     for start in range(0, kv_end, BLOCK_N):
         pos = start + offs_n
         mask_n = pos < kv_end
-        block_ids = tl.load(table_row + pos // BLOCK_SIZE, mask=mask_n, other=0).to(tl.int64)
-        slots = pos % BLOCK_SIZE
-        kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(k_cache_ptr + block_ids[:, None] * stride_kb + slots[:, None] * stride_kt
-                    + kv_head * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
-        scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * scale_log2  # [BLOCK_M, BLOCK_N]
+        # Position 0 is in the first tile and visible to every row, so m_i stays finite.
         causal = mask_n[None, :] & (pos[None, :] <= q_pos[:, None])
-        scores = tl.where(causal, scores, float("-inf"))
-        # Position 0 is in the first tile and visible to every row, so m_new is always finite.
-        m_new = tl.maximum(m_i, tl.max(scores, axis=1))
-        p = tl.exp2(scores - m_new[:, None])
-        alpha = tl.exp2(m_i - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_cache_ptr + block_ids[:, None] * stride_vb + slots[:, None] * stride_vt
-                    + kv_head * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
-        m_i = m_new
+        acc, m_i, l_i = attend_kv_tile(q, acc, m_i, l_i, pos, mask_n, causal, table_row,
+                                       k_cache_ptr, v_cache_ptr, kv_head, stride_kb, stride_kt, stride_kh,
+                                       stride_vb, stride_vt, stride_vh, offs_d, mask_d, scale_log2,
+                                       BLOCK_SIZE, DOT_PRECISION)
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]
     out_ptrs = out_ptr + (q_start + tokens)[:, None] * stride_ot + heads[:, None] * stride_oh + offs_d[None, :]
@@ -149,29 +138,18 @@ def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
             block ids within the pool) are checked only for CPU tensors (the interpreter).
     """
     name = "paged_prefill"
-    check_dtype(name, "q", q, ATTENTION_DTYPES)
-    check_shape(name, "q", q, (None, None, None), "[num_tokens, num_q_heads, head_dim]")
+    num_blocks, block_size, num_kv_heads = check_paged_kv_cache(
+        name, q, "[num_tokens, num_q_heads, head_dim]", k_cache, v_cache, block_tables, False, ATTENTION_DTYPES)
     num_tokens, num_q_heads, head_dim = q.shape
-    check_shape(name, "k_cache", k_cache, (None, None, None, head_dim), "[num_blocks, block_size, num_kv_heads, head_dim]")
-    num_blocks, block_size, num_kv_heads, _ = k_cache.shape
-    check_shape(name, "v_cache", v_cache, tuple(k_cache.shape), "k_cache's shape")
-    for cache_name, cache in (("k_cache", k_cache), ("v_cache", v_cache)):
-        if cache.dtype != q.dtype:
-            raise ValueError(f"paged_prefill: {cache_name} is {cache.dtype} but q is {q.dtype}; they must match")
-    if num_kv_heads == 0 or num_q_heads % num_kv_heads != 0:
-        raise ValueError(f"paged_prefill: num_q_heads = {num_q_heads} is not a multiple of num_kv_heads = {num_kv_heads}")
-    check_dtype(name, "block_tables", block_tables, (torch.int32,))
-    check_shape(name, "block_tables", block_tables, (None, None), "[num_seqs, max_blocks_per_seq]")
     num_seqs = block_tables.shape[0]
     check_dtype(name, "query_start_loc", query_start_loc, (torch.int32,))
     check_shape(name, "query_start_loc", query_start_loc, (num_seqs + 1,), "[num_seqs + 1]")
     check_dtype(name, "prefix_lens", prefix_lens, (torch.int32,))
     check_shape(name, "prefix_lens", prefix_lens, (num_seqs,), "[num_seqs]")
-    device = check_devices(name, q=q, k_cache=k_cache, v_cache=v_cache, block_tables=block_tables,
-                           query_start_loc=query_start_loc, prefix_lens=prefix_lens)
-    for t_name, t in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("block_tables", block_tables),
-                      ("query_start_loc", query_start_loc), ("prefix_lens", prefix_lens)):
-        check_unit_stride(name, t_name, t)
+    tensors = dict(q=q, k_cache=k_cache, v_cache=v_cache, block_tables=block_tables, query_start_loc=query_start_loc,
+                   prefix_lens=prefix_lens)
+    device = check_devices(name, **tensors)
+    check_unit_strides(name, **tensors)
     if device.type == "cpu":
         _check_values(block_tables, query_start_loc, prefix_lens, num_tokens, num_blocks, block_size)
     if max_query_len is None:
@@ -188,8 +166,7 @@ def paged_prefill(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
         q, k_cache, v_cache, block_tables, query_start_loc, prefix_lens, out,
         scale * LOG2E, head_dim,
         q.stride(0), q.stride(1),
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
-        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
+        *k_cache.stride()[:3], *v_cache.stride()[:3],  # block, slot, head
         block_tables.stride(0), out.stride(0), out.stride(1),
         QUERIES_PER_KV=queries_per_kv, BLOCK_Q=block_q, BLOCK_M=block_m,
         BLOCK_SIZE=block_size, BLOCK_N=BLOCK_N,
@@ -211,9 +188,7 @@ def _check_values(block_tables: torch.Tensor, query_start_loc: torch.Tensor, pre
         if prefix < 0 or total > max_tokens:
             raise ValueError(f"paged_prefill: sequence {s} has prefix {prefix} + {starts[s + 1] - starts[s]} new tokens, "
                              f"outside 0..{max_tokens} (max_blocks_per_seq {block_tables.shape[1]} x block_size {block_size})")
-        used = block_tables[s, : -(-total // block_size)]
-        if used.numel() and not (0 <= int(used.min()) and int(used.max()) < num_blocks):
-            raise ValueError(f"paged_prefill: block_tables[{s}] holds ids outside 0..{num_blocks - 1}")
+        check_block_ids("paged_prefill", block_tables, s, total, block_size, num_blocks)
 
 
 def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
@@ -221,9 +196,6 @@ def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
                             max_query_len: int | None = None) -> torch.Tensor:
     """The same attention by torch: gather each sequence's K/V, dense causal softmax in fp32
     (shapes as :func:`paged_prefill`; ``max_query_len`` is ignored)."""
-    num_q_heads, head_dim = q.shape[1:]
-    _, block_size, num_kv_heads, _ = k_cache.shape
-    group = num_q_heads // num_kv_heads
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     starts, prefixes = query_start_loc.tolist(), prefix_lens.tolist()
     for s, prefix in enumerate(prefixes):
@@ -231,9 +203,7 @@ def paged_prefill_reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: tor
         total = prefix + hi - lo
         if hi == lo:
             continue
-        blocks = block_tables[s, : -(-total // block_size)].long()
-        k = k_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:total].float().repeat_interleave(group, dim=1)
-        v = v_cache[blocks].reshape(-1, num_kv_heads, head_dim)[:total].float().repeat_interleave(group, dim=1)
+        k, v = gather_kv(k_cache, v_cache, block_tables, s, total, q.shape[1])
         scores = torch.einsum("ihd,jhd->hij", q[lo:hi].float(), k) * scale  # [heads, new, total]
         q_pos = prefix + torch.arange(hi - lo, device=q.device)
         visible = torch.arange(total, device=q.device)[None, :] <= q_pos[:, None]  # [new, total]

@@ -30,36 +30,27 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._gemm_tiles import grouped_tile_offsets, store_tile, tile_configs, tile_grid
 from kernels._validate import (
     check_devices,
     check_dtype,
     check_matrix_layout,
     check_shape,
     check_unit_stride,
-    interpreting,
 )
 
 ACT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 PACK = 8  # 4-bit values per int32
 SYMMETRIC_ZERO = 8
+# Autotune candidates (BLOCK_M, BLOCK_N, num_warps, num_stages) on CUDA; BLOCK_K is fixed by the
+# group size. Small BLOCK_M for decode-sized M (the GEMM streams the packed weight), large for prefill.
+TILE_SHAPES = [
+    (16, 64, 4, 4), (16, 128, 4, 4), (32, 64, 4, 4), (32, 128, 4, 3), (64, 64, 4, 3),
+    (64, 128, 4, 3), (128, 128, 8, 3), (128, 256, 8, 3),
+]
 
 
-def _configs() -> list[triton.Config]:
-    """Autotune candidates on CUDA (BLOCK_K is fixed by the group size); one for the interpreter."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "GROUP_M": 2}, num_warps=4, num_stages=1)]
-    # Small BLOCK_M for decode-sized M (the GEMM streams the packed weight), large for prefill.
-    shapes = [
-        (16, 64, 4, 4), (16, 128, 4, 4), (32, 64, 4, 4), (32, 128, 4, 3), (64, 64, 4, 3),
-        (64, 128, 4, 3), (128, 128, 8, 3), (128, 256, 8, 3),
-    ]
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
-        for bm, bn, warps, stages in shapes
-    ]
-
-
-@triton.autotune(configs=_configs(), key=["M_BUCKET", "N", "K", "GROUP_SIZE"])
+@triton.autotune(configs=tile_configs(TILE_SHAPES, with_block_k=False), key=["M_BUCKET", "N", "K", "GROUP_SIZE"])
 @triton.jit
 def w4a16_gemm_kernel(
     a_ptr, w_ptr, out_ptr,  # a [M, K] fp16/bf16, w_packed [K // 8, N] int32, out [M, N] like a
@@ -79,17 +70,7 @@ def w4a16_gemm_kernel(
     GROUP_M: tl.constexpr,  # tile rows per program group (L2 reuse, as kernels.gemm)
 ):
     """One [BLOCK_M, BLOCK_N] tile of out = a @ dequantize(w_packed)."""
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // num_pid_in_group) * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (pid % num_pid_in_group) % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_m, offs_n = grouped_tile_offsets(M, N, BLOCK_M, BLOCK_N, GROUP_M)
     offs_k = tl.arange(0, BLOCK_K)
     offs_kp = tl.arange(0, BLOCK_K // 8)  # packed rows of one K step
     mask_m = offs_m < M
@@ -116,8 +97,7 @@ def w4a16_gemm_kernel(
         a_ptrs += BLOCK_K * stride_ak
         w_ptrs += (BLOCK_K // 8) * stride_wk
 
-    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
-    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    store_tile(out_ptr, acc, offs_m, offs_n, M, N, stride_om, stride_on)
 
 
 def _block_k(group_size: int) -> int:
@@ -172,15 +152,9 @@ def w4a16_gemm(a: torch.Tensor, w_packed: torch.Tensor, scales: torch.Tensor, ze
     check_unit_stride(name, "scales", scales)
 
     out = torch.empty((M, N), dtype=a.dtype, device=a.device)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        return out.zero_()
-
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-
-    w4a16_gemm_kernel[grid](
+    if M == 0 or N == 0 or K == 0:
+        return out.zero_()  # an empty sum is 0 (and an empty out needs nothing)
+    w4a16_gemm_kernel[tile_grid(M, N)](
         a, w_packed, out, scales, scales if zeros is None else zeros,
         M, N, K, triton.next_power_of_2(M),
         a.stride(0), a.stride(1), w_packed.stride(0), w_packed.stride(1),

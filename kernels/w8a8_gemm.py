@@ -18,36 +18,29 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._gemm_tiles import apply_scales, dot_k_loop, grouped_tile_offsets, store_tile, tile_configs, tile_grid
 from kernels._validate import (
     check_devices,
     check_dtype,
+    check_gemm_shapes,
     check_matrix_layout,
+    check_out_dtype,
     check_shape,
     check_unit_stride,
-    interpreting,
 )
 
 OUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 INT8_MAX = 127
+# Autotune candidates (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) on CUDA; int8 tiles carry
+# twice the K per byte of fp16 ones, hence the longer BLOCK_K.
+TILE_SHAPES = [
+    (128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 128, 4, 4), (128, 128, 64, 4, 4),
+    (64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (32, 128, 128, 4, 4), (16, 128, 256, 4, 3),
+    (16, 64, 256, 4, 4),
+]
 
 
-def _configs() -> list[triton.Config]:
-    """Autotune candidates on CUDA; the interpreter accepts exactly one config."""
-    if interpreting():
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}, num_warps=4, num_stages=1)]
-    # int8 tiles carry twice the K per byte of fp16 ones, hence the longer BLOCK_K.
-    shapes = [
-        (128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 128, 4, 4), (128, 128, 64, 4, 4),
-        (64, 128, 128, 4, 4), (64, 64, 128, 4, 4), (32, 128, 128, 4, 4), (16, 128, 256, 4, 3),
-        (16, 64, 256, 4, 4),
-    ]
-    return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=warps, num_stages=stages)
-        for bm, bn, bk, warps, stages in shapes
-    ]
-
-
-@triton.autotune(configs=_configs(), key=["M_BUCKET", "N", "K", "stride_ak", "stride_wk"])
+@triton.autotune(configs=tile_configs(TILE_SHAPES), key=["M_BUCKET", "N", "K", "stride_ak", "stride_wk"])
 @triton.jit
 def w8a8_gemm_kernel(
     a_ptr, w_ptr, out_ptr,  # a_q [M, K] int8, w_q [K, N] int8, out [M, N] fp16/bf16/fp32
@@ -63,38 +56,13 @@ def w8a8_gemm_kernel(
     GROUP_M: tl.constexpr,  # tile rows per program group (L2 reuse, as kernels.gemm)
 ):
     """One [BLOCK_M, BLOCK_N] tile of out: int8 x int8 -> int32 sum, scaled once at the end."""
-    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
-    num_pid_in_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // num_pid_in_group) * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (pid % num_pid_in_group) % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    offs_k = tl.arange(0, BLOCK_K)
-    mask_m = offs_m < M
-    mask_n = offs_n < N
-    a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
-    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + offs_n[None, :] * stride_wn
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.int32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_left = K - k * BLOCK_K
-        a = tl.load(a_ptrs, mask=mask_m[:, None] & (offs_k[None, :] < k_left), other=0)
-        w = tl.load(w_ptrs, mask=(offs_k[:, None] < k_left) & mask_n[None, :], other=0)
-        acc = tl.dot(a, w, acc, out_dtype=tl.int32)
-        a_ptrs += BLOCK_K * stride_ak
-        w_ptrs += BLOCK_K * stride_wk
-
+    offs_m, offs_n = grouped_tile_offsets(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+    acc = dot_k_loop(a_ptr, w_ptr, offs_m, offs_n, M, N, K, stride_am, stride_ak, stride_wk, stride_wn,
+                     BLOCK_M, BLOCK_N, BLOCK_K, ACC_DTYPE=tl.int32, DOT_PRECISION="tf32")
     # Dequantize once per output element: out = acc * a_scale[m] * w_scale[n].
-    a_scale = tl.load(a_scale_ptr + offs_m, mask=mask_m, other=0.0)
-    w_scale = tl.load(w_scale_ptr + offs_n, mask=mask_n, other=0.0)
-    out = acc.to(tl.float32) * a_scale[:, None] * w_scale[None, :]
-    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    out = apply_scales(acc.to(tl.float32), a_scale_ptr, w_scale_ptr, offs_m, offs_n, M, N,
+                       A_SCALE_PER_ROW=True, B_SCALE_PER_COL=True)
+    store_tile(out_ptr, out, offs_m, offs_n, M, N, stride_om, stride_on)
 
 
 def w8a8_gemm(a_q: torch.Tensor, a_scale: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
@@ -120,12 +88,8 @@ def w8a8_gemm(a_q: torch.Tensor, a_scale: torch.Tensor, w_q: torch.Tensor, w_sca
     check_dtype(name, "w_q", w_q, (torch.int8,))
     check_dtype(name, "a_scale", a_scale, (torch.float32,))
     check_dtype(name, "w_scale", w_scale, (torch.float32,))
-    if out_dtype not in OUT_DTYPES:
-        raise ValueError(f"w8a8_gemm: out_dtype {out_dtype} is not one of {OUT_DTYPES}")
-    check_shape(name, "a_q", a_q, (None, None), "[M, K]")
-    M, K = a_q.shape
-    check_shape(name, "w_q", w_q, (K, None), "[K, N]")
-    N = w_q.shape[1]
+    check_out_dtype(name, out_dtype, OUT_DTYPES)
+    M, N, K = check_gemm_shapes(name, "a_q", a_q, "w_q", w_q)
     check_shape(name, "a_scale", a_scale, (M,), "[M]")
     check_shape(name, "w_scale", w_scale, (N,), "[N]")
     check_devices(name, a_q=a_q, a_scale=a_scale, w_q=w_q, w_scale=w_scale)
@@ -135,15 +99,9 @@ def w8a8_gemm(a_q: torch.Tensor, a_scale: torch.Tensor, w_q: torch.Tensor, w_sca
     check_unit_stride(name, "w_scale", w_scale)
 
     out = torch.empty((M, N), dtype=out_dtype, device=a_q.device)
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        return out.zero_()
-
-    def grid(meta: dict) -> tuple[int]:
-        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
-
-    w8a8_gemm_kernel[grid](
+    if M == 0 or N == 0 or K == 0:
+        return out.zero_()  # an empty sum is 0 (and an empty out needs nothing)
+    w8a8_gemm_kernel[tile_grid(M, N)](
         a_q, w_q, out, a_scale, w_scale, M, N, K, triton.next_power_of_2(M),
         a_q.stride(0), a_q.stride(1), w_q.stride(0), w_q.stride(1), out.stride(0), out.stride(1),
     )

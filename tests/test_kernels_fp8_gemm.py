@@ -4,14 +4,13 @@ so every operand comes from ``quantize_fp8``, which clamps into the e4m3 range f
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda  # noqa: E402
 
 MODULE = "test_kernels_fp8_gemm"
 CHECKS = InterpretedChecks(MODULE, [
@@ -19,8 +18,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_matches_reference', 'float32'),
     ('check_quantization_and_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 # (M, N, K, a scale: None per tensor / 1 per token, b scale: None per tensor / 0 per channel)
 CASES = [(1, 17, 5, None, None), (50, 70, 45, 1, 0), (64, 64, 64, None, 0), (33, 100, 97, 1, None), (130, 40, 70, 1, 0)]
@@ -74,13 +71,7 @@ def check_quantization_and_inputs() -> None:
         "scale dtype": (lambda: fp8_gemm(a, b, s.half(), t), "a_scale has dtype float16"),
         "output dtype": (lambda: fp8_gemm(a, b, s, t, torch.float8_e4m3fn), "out_dtype"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])

@@ -3,14 +3,13 @@ interpreter computes bf16 wrongly) and on CUDA in bf16 (marked gpu)."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda  # noqa: E402
 
 MODULE = "test_kernels_gemm"
 CHECKS = InterpretedChecks(MODULE, [
@@ -18,8 +17,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_matches_reference', 'float32'),
     ('check_rejects_bad_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 # The interpreter's tiles are 32 x 32 x 32: shapes below, at and past one tile, none a multiple
 # of it except (64, 64, 64); (1, 17, 5) leaves a K tail shorter than a tensor-core step.
@@ -61,13 +58,7 @@ def check_rejects_bad_inputs() -> None:
         "no dense dimension": (lambda: gemm(torch.zeros(8, 32, dtype=torch.float16)[::2, ::2], a.t()), "neither dimension is dense"),
         "two devices": (lambda: gemm(a, torch.zeros(16, 4, dtype=torch.float16, device="meta")), "one device"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])

@@ -1,81 +1,17 @@
-"""The kernels package as a whole, and ``InterpretedChecks``, which every kernel test uses.
-
-Triton decides when a kernel module is imported whether kernels run in its CPU interpreter
-(``TRITON_INTERPRET=1``), and pytest runs every test module in one process, so the kernel checks
-run in a fresh Python subprocess with the variable set from its start. A subprocess also keeps
-an out-of-bounds access in a kernel from taking the test session down with it.
-"""
+"""The kernels package as a whole, and ``InterpretedChecks`` (tests/kernel_checks.py), which every
+kernel test uses."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-
-# Runs the listed ``module.function(*args)`` calls from tests/, with the repository first on the
-# path, and prints each call's traceback (or None) as one JSON line after a marker.
-_MARKER = "KERNEL-CHECK-RESULTS:"
-_RUNNER = f"""
-import json, sys, traceback
-sys.path[:0] = json.loads(sys.argv[1])
-module = __import__(sys.argv[2])
-results = {{}}
-for function, *args in json.loads(sys.argv[3]):
-    try:
-        getattr(module, function)(*args)
-        results[repr((function, *args))] = None
-    except BaseException:
-        results[repr((function, *args))] = traceback.format_exc()
-print({_MARKER!r} + json.dumps(results))
-"""
-
-
-class InterpretedChecks:
-    """The check functions of one test module, run together in one fresh Python process under
-    the Triton interpreter (``interpret=True``) or without it, on the first result asked for.
-
-    One process per module keeps the kernel tests fast (importing torch and triton costs about
-    2 s of CPU) while each test still reports its own check. ``calls`` are tuples
-    ``(function name, *JSON arguments)`` of functions defined in ``module`` (a file under tests/).
-    """
-
-    def __init__(self, module: str, calls: list[tuple], interpret: bool = True, timeout_s: float = 600) -> None:
-        self.module, self.calls, self.interpret, self.timeout_s = module, [tuple(c) for c in calls], interpret, timeout_s
-        self._results: dict[str, str | None] | None = None
-        self._output = ""
-
-    def _run(self) -> dict[str, str | None]:
-        env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-        if self.interpret:
-            env["TRITON_INTERPRET"] = "1"
-        command = [sys.executable, "-c", _RUNNER, json.dumps([str(TESTS), str(REPO)]), self.module, json.dumps(self.calls)]
-        proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=self.timeout_s)
-        self._output = f"exit code {proc.returncode}\n{(proc.stdout + proc.stderr)[-6000:]}"
-        lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARKER)]
-        return json.loads(lines[-1][len(_MARKER):]) if lines else {}
-
-    def expect_passed(self, function: str, *args: object) -> None:
-        """Fail the calling test with the check's traceback unless ``function(*args)`` passed."""
-        key = repr((function, *args))
-        assert (function, *args) in self.calls, f"{key} is not among {self.module}'s checks"
-        if self._results is None:
-            self._results = self._run()
-        mode = "under TRITON_INTERPRET=1" if self.interpret else "without the interpreter"
-        if key not in self._results:
-            pytest.fail(f"{self.module}.{function}{tuple(args)} did not report {mode}; the process said:\n{self._output}",
-                        pytrace=False)
-        if self._results[key] is not None:
-            pytest.fail(f"{self.module}.{function}{tuple(args)} failed {mode}:\n{self._results[key]}", pytrace=False)
+from kernel_checks import REPO, InterpretedChecks  # noqa: E402
 
 
 def check_registry() -> None:

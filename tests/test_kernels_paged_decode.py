@@ -6,14 +6,13 @@ some splits empty."""
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda, paged_kv_cache  # noqa: E402
 
 MODULE = "test_kernels_paged_decode"
 CHECKS = InterpretedChecks(MODULE, [
@@ -22,8 +21,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_split_heuristic',),
     ('check_rejects_bad_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 # (block_size, num_q_heads, num_kv_heads, head_dim, context_lens): GQA ratios 1, 4 and 3 (a
 # group that is no power of two); head_dim 80 is padded to 128 inside the kernel; block sizes
@@ -38,28 +35,17 @@ SPLITS = [1, 3, 6, None]  # 300 tokens are 5 tiles of 64: 6 splits leave one emp
 # fp16: the kernel rounds the softmax weights to fp16 before multiplying V (2**-11 relative) and
 # the output to fp16; fp32: exp2 instead of exp and the summation order only.
 TOLERANCE = {"float16": dict(rtol=5e-3, atol=5e-3), "float32": dict(rtol=2e-5, atol=2e-5)}
-UNUSED_BLOCK_ID = 1_000_000  # fills block-table slots past a context: reading one would fault
 
 
 def make_batch(block_size: int, num_q_heads: int, num_kv_heads: int, head_dim: int, context_lens: list[int],
                dtype: torch.dtype, gen: torch.Generator, device: str = "cpu") -> tuple:
     """A random paged KV cache with shuffled blocks, its block table and one query per sequence."""
-    num_seqs = len(context_lens)
-    blocks_per_seq = [math.ceil(n / block_size) for n in context_lens]
-    max_blocks = max(blocks_per_seq) + 1  # one spare column, never read
-    num_blocks = sum(blocks_per_seq) + 3  # spare blocks nobody owns
-    k_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
-    v_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
-    owners = torch.randperm(num_blocks, generator=gen, device=device).tolist()
-    block_tables = torch.full((num_seqs, max_blocks), UNUSED_BLOCK_ID, dtype=torch.int32)
-    for s, n in enumerate(blocks_per_seq):
-        block_tables[s, :n] = torch.tensor(owners[:n], dtype=torch.int32)
-        owners = owners[n:]
+    k_cache, v_cache, block_tables = paged_kv_cache(block_size, num_kv_heads, head_dim, context_lens, dtype, gen, device)
     # q as a slice of a fused QKV projection output: a row stride larger than num_q_heads * head_dim.
-    qkv = torch.randn(num_seqs, num_q_heads + 2 * num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
+    qkv = torch.randn(len(context_lens), num_q_heads + 2 * num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
     q = qkv[:, :num_q_heads]
     context = torch.tensor(context_lens, dtype=torch.int32)
-    return q, k_cache, v_cache, block_tables.to(device), context.to(device)
+    return q, k_cache, v_cache, block_tables, context.to(device)
 
 
 def check_matches_reference(dtype_name: str) -> None:
@@ -119,14 +105,7 @@ def check_rejects_bad_inputs() -> None:
         "splits": (lambda: paged_decode(q, k, v, bt, cl, 0.1, num_splits=0), "num_splits must be >= 1"),
         "q dtype": (lambda: paged_decode(q.to(torch.int8), k, v, bt, cl, 0.1), "q has dtype int8"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
-
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])

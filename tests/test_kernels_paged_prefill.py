@@ -4,15 +4,12 @@ prefixes (prefix > 0), single-token and empty chunks, across block sizes and GQA
 
 from __future__ import annotations
 
-import math
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda, paged_kv_cache  # noqa: E402
 
 MODULE = "test_kernels_paged_prefill"
 CHECKS = InterpretedChecks(MODULE, [
@@ -21,8 +18,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_reference_is_causal_attention',),
     ('check_rejects_bad_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 # (block_size, num_q_heads, num_kv_heads, head_dim, [(prefix, new), ...]). With GQA ratio r a
 # program takes 64 // r new tokens: ratio 1 -> 64 (70 new tokens span two tiles), ratio 4 -> 16,
@@ -33,7 +28,6 @@ CASES = [
     (32, 6, 2, 80, [(64, 50), (0, 9)]),
 ]
 TOLERANCE = {"float16": dict(rtol=5e-3, atol=5e-3), "float32": dict(rtol=2e-5, atol=2e-5)}
-UNUSED_BLOCK_ID = 1_000_000  # fills block-table slots past a sequence: reading one would fault
 
 
 def make_batch(block_size: int, num_q_heads: int, num_kv_heads: int, head_dim: int, seqs: list[tuple[int, int]],
@@ -41,22 +35,13 @@ def make_batch(block_size: int, num_q_heads: int, num_kv_heads: int, head_dim: i
     """A random paged KV cache already holding every sequence's prefix and new tokens (the
     kernel's convention), shuffled blocks, and the packed queries of the new tokens."""
     totals = [prefix + new for prefix, new in seqs]
-    blocks_per_seq = [math.ceil(n / block_size) for n in totals]
-    num_blocks = sum(blocks_per_seq) + 3
-    k_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
-    v_cache = torch.randn(num_blocks, block_size, num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
-    owners = torch.randperm(num_blocks, generator=gen, device=device).tolist()
-    block_tables = torch.full((len(seqs), max(blocks_per_seq) + 1), UNUSED_BLOCK_ID, dtype=torch.int32)
-    for s, n in enumerate(blocks_per_seq):
-        block_tables[s, :n] = torch.tensor(owners[:n], dtype=torch.int32)
-        owners = owners[n:]
+    k_cache, v_cache, block_tables = paged_kv_cache(block_size, num_kv_heads, head_dim, totals, dtype, gen, device)
     new_counts = [new for _, new in seqs]
     query_start_loc = torch.tensor([0] + [sum(new_counts[: i + 1]) for i in range(len(seqs))], dtype=torch.int32)
     # q as a slice of a fused QKV projection output: a token stride larger than num_q_heads * head_dim.
     qkv = torch.randn(sum(new_counts), num_q_heads + 2 * num_kv_heads, head_dim, generator=gen, device=device).to(dtype)
     prefix_lens = torch.tensor([prefix for prefix, _ in seqs], dtype=torch.int32)
-    return (qkv[:, :num_q_heads], k_cache, v_cache, block_tables.to(device), query_start_loc.to(device),
-            prefix_lens.to(device))
+    return qkv[:, :num_q_heads], k_cache, v_cache, block_tables, query_start_loc.to(device), prefix_lens.to(device)
 
 
 def check_matches_reference(dtype_name: str) -> None:
@@ -103,14 +88,7 @@ def check_rejects_bad_inputs() -> None:
         "past the table": (lambda: paged_prefill(q, k, v, bt, qsl, torch.tensor([40, 0], dtype=torch.int32), 0.1), "sequence 0 has prefix 40"),
         "block id": (lambda: paged_prefill(q, k, v, torch.where(bt == bt[1, 0], -1, bt), qsl, pl, 0.1), "ids outside"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
-
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])

@@ -3,14 +3,13 @@ and on CUDA in bf16 (marked gpu); plus the packing format and ``quantize_w4``.""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda  # noqa: E402
 
 MODULE = "test_kernels_w4a16_gemm"
 CHECKS = InterpretedChecks(MODULE, [
@@ -19,8 +18,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_packing_and_quantization',),
     ('check_rejects_bad_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 # (M, N, K, group_size, symmetric): M and N off the interpreter's 32-wide tiles; group sizes
 # 128 (K step 64, two steps per group), 32 and 16 (K step equal to the group).
@@ -87,14 +84,7 @@ def check_rejects_bad_inputs() -> None:
         "packed dtype": (lambda: w4a16_gemm(a, w_packed.to(torch.int64), scales, zeros, 128), "w_packed has dtype int64"),
         "int activations": (lambda: w4a16_gemm(a.to(torch.int8), w_packed, scales, zeros, 128), "a has dtype int8"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
-
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])

@@ -3,14 +3,13 @@ outputs) and on CUDA with bf16 output (marked gpu); plus the quantization helper
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 torch = pytest.importorskip("torch", reason="the kernel tests need torch (pip install -e '.[profile]')")
 pytest.importorskip("triton", reason="the kernel tests need triton (pip install -e '.[profile]')")
 
-from test_kernels_package import InterpretedChecks  # noqa: E402
+from kernel_checks import InterpretedChecks, expect_value_errors, needs_cuda  # noqa: E402
 
 MODULE = "test_kernels_w8a8_gemm"
 CHECKS = InterpretedChecks(MODULE, [
@@ -19,8 +18,6 @@ CHECKS = InterpretedChecks(MODULE, [
     ('check_quantization_round_trips',),
     ('check_rejects_bad_inputs',),
 ])
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU (and TRITON_INTERPRET unset)")
 
 SHAPES = [(1, 17, 5), (50, 70, 45), (64, 64, 64), (33, 100, 97), (130, 40, 200)]
 # The int32 sum is exact, so the only differences are the scaling order in fp32 (a few fp32
@@ -83,19 +80,12 @@ def check_rejects_bad_inputs() -> None:
         "strided scales": (lambda: w8a8_gemm(a_q, torch.ones(16)[::2], w_q, w_s), "stride 1"),
         "output dtype": (lambda: w8a8_gemm(a_q, a_s, w_q, w_s, torch.int32), "out_dtype"),
     }
-    for case, (call, message) in cases.items():
-        try:
-            call()
-        except ValueError as error:
-            assert message in str(error), f"{case}: message {error!r} lacks {message!r}"
-        else:
-            raise AssertionError(f"{case}: no ValueError")
+    expect_value_errors(cases)
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "float32"])
 def test_w8a8_gemm_matches_reference_in_interpreter(dtype_name):
     CHECKS.expect_passed("check_matches_reference", dtype_name)
-
 
 
 def test_w8a8_quantization_round_trips():
