@@ -25,18 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from profiler.device import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "scenarios" / "azure-conv-llama3-8b-h100.yaml"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_once(extra: list[str]) -> tuple[float, float]:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from simulator.executors import make_executor  # noqa: E402
 from simulator.plan import CapacityTask, enumerate_candidates, load_plan, run_capacity_task  # noqa: E402
+from profiler.device import cpu_model
 
 # Profile split: cumulative time of these entry points (file suffix, function name).
 ENTRY_POINTS = {
@@ -49,16 +50,6 @@ ENTRY_POINTS = {
     "cache": ("simulator/run_cache.py", "run_key"),
     "total": ("simulator/plan.py", "run_capacity_task"),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed_capacity_task(task: CapacityTask) -> tuple[float, int, float | None]:

@@ -29,6 +29,7 @@ import time
 from simulator.capacity import CapacityCriterion, find_capacity
 from simulator.scenario import load_scenario
 from simulator.simulation import simulate
+from profiler.device import cpu_model
 
 WORKLOAD = [
     "workload.prompt_tokens={distribution: lognormal, mean: 1155, median: 1020, max: 7168}",
@@ -43,16 +44,6 @@ DEPLOYMENTS = {
     "sarathi x2 least_outstanding": ["scheduler.name=sarathi", "cluster.num_replicas=2", "cluster.router=least_outstanding"],
 }
 TARGET = 0.9
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

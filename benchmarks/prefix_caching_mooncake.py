@@ -26,20 +26,11 @@ from pathlib import Path
 
 from simulator.scenario import load_scenario
 from simulator.simulation import simulate
+from profiler.device import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRACE = REPO.parent / "shared" / "traces" / "mooncake" / "conversation_trace.jsonl"
 HASH_BLOCK_TOKENS = 512  # Mooncake hash_ids granularity (trace README)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def replay_hit_tokens(trace: Path, max_requests: int | None) -> tuple[int, int, int]:

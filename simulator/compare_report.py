@@ -22,11 +22,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from simulator.capacity import CapacityResult
-from simulator.report import DEFINITIONS, PAGE_STYLE
+from simulator.report import DEFINITIONS, write_page
 from simulator.sweep import Sweep
 
 # CDF levels at which each run's latency quantiles are kept (``simulator.compare`` computes
@@ -82,19 +81,8 @@ def write_compare_report(result: CompareData, path: Path) -> Path:
         cdf = cdf_figure(result, colors)
         if cdf is not None:
             sections.append(("Latency CDFs", _figure_html(cdf)))
-    body = "\n".join(f"<h2>{html.escape(name)}</h2>\n{content}" for name, content in sections)
     title = f"servesim compare: {sweep.name}"
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n"
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p class=\"note\">{html.escape(DEFINITIONS)}</p>\n"
-        f"{body}\n</body>\n</html>\n"
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, title, sections, f'<p class="note">{html.escape(DEFINITIONS)}</p>')
 
 
 def _sweep_html(result: CompareData) -> str:

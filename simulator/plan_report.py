@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
-from plotly.offline import get_plotlyjs
 from rich.table import Table
 
 from simulator.plan import PlanResult, describe_slo
-from simulator.report import PAGE_STYLE, latency_cdf_figure, slo_thresholds
+from simulator.report import latency_cdf_figure, slo_thresholds, write_page
 from simulator.specs.prices import GPU_PRICES
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
@@ -57,18 +56,8 @@ def write_plan_report(result: PlanResult, path: Path) -> Path:
         ("Infeasible candidates", _table_html(table[~table["feasible"]], ranked=False)),
         ("Prices", _prices_html(result)),
     ]
-    body = "\n".join(f"<h2>{html.escape(name)}</h2>\n{content}" for name, content in sections)
     desc = f"<p>{html.escape(plan.config.description)}</p>" if plan.config.description else ""
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n"
-        f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n{desc}<p class=\"note\">{html.escape(COST_NOTE)}</p>\n{body}\n</body>\n</html>\n"
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(path, title, sections, f'{desc}<p class="note">{html.escape(COST_NOTE)}</p>')
 
 
 def _workload_text(result: PlanResult) -> str:

@@ -101,13 +101,24 @@ def write_report(
             else "<p>No iterations recorded.</p>",
         )
     )
+    return write_page(path, title, sections, f'<p class="note">{html.escape(DEFINITIONS)}</p>')
+
+
+def write_page(path: str | Path, title: str, sections: list[tuple[str, str]], intro_html: str = "") -> Path:
+    """Write a self-contained HTML page (plotly.js inline, works offline) and return its path.
+
+    Args:
+        path: the file to write; its folder is created.
+        title: the page title and top heading (plain text).
+        sections: (heading in plain text, body HTML) pairs, in order.
+        intro_html: HTML placed under the title (notes, definitions).
+    """
     body = "\n".join(f"<h2>{html.escape(name)}</h2>\n{content}" for name, content in sections)
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{html.escape(title)}</title>\n<style>{PAGE_STYLE}</style>\n"
         f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p class=\"note\">{html.escape(DEFINITIONS)}</p>\n"
-        f"{body}\n</body>\n</html>\n"
+        f"<h1>{html.escape(title)}</h1>\n{intro_html}\n{body}\n</body>\n</html>\n"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
