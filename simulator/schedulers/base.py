@@ -111,6 +111,16 @@ class Scheduler:
             return 0, 0
         return self.block_manager.find_cached_prefix(request)
 
+    def _fit_prompt(self, request: Request) -> tuple[int, int] | None:
+        """For a waiting request whose blocks cover all its uncomputed tokens (vLLM v0, Sarathi-Serve):
+        (tokens to compute after the cached prefix, cached blocks), or None when the blocks do not fit.
+        """
+        num_new_tokens = request.num_uncomputed_tokens  # none computed yet
+        num_cached_blocks, num_evictable = self._find_cached_prefix(request)
+        if not self.block_manager.can_allocate(num_new_tokens, num_cached_blocks, num_evictable):
+            return None
+        return num_new_tokens - num_cached_blocks * self.block_manager.block_size, num_cached_blocks
+
     def _admit(self, request: Request, num_tokens: int, now: float, num_cached_blocks: int = 0) -> None:
         """Move the request at the head of the waiting queue into the running list.
 
@@ -250,20 +260,18 @@ class Scheduler:
                 if generated == request.num_output_tokens:
                     self._finish(request, now)
                     finished.append(request)
-            if finished:
-                self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
-            return finished
-        for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
-            computed = request.num_computed_tokens = request.num_computed_tokens + num_new_tokens
-            generated = request.num_generated_tokens
-            if computed == request.num_prompt_tokens + generated:  # all computed: sample a token
-                generated = request.num_generated_tokens = generated + 1
-                request.token_times.append(now)
-                if request.first_token_time is None:
-                    request.first_token_time = now
-                if generated == request.num_output_tokens:
-                    self._finish(request, now)
-                    finished.append(request)
+        else:
+            for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
+                computed = request.num_computed_tokens = request.num_computed_tokens + num_new_tokens
+                generated = request.num_generated_tokens
+                if computed == request.num_prompt_tokens + generated:  # all computed: sample a token
+                    generated = request.num_generated_tokens = generated + 1
+                    request.token_times.append(now)
+                    if request.first_token_time is None:
+                        request.first_token_time = now
+                    if generated == request.num_output_tokens:
+                        self._finish(request, now)
+                        finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
         return finished

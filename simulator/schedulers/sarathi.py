@@ -66,12 +66,11 @@ class SarathiScheduler(Scheduler):
             budget = self._schedule_swap_ins(batch, budget)
         while waiting and budget > 0 and len(running) < self.max_num_seqs and not self.swapped:
             request = waiting[0]
-            request_tokens = num_new_tokens = request.num_uncomputed_tokens  # none computed yet
-            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
-            num_new_tokens -= num_cached_blocks * block_manager.block_size
-            if not block_manager.can_allocate(request_tokens, num_cached_blocks, num_evictable):
+            fit = self._fit_prompt(request)
+            if fit is None:
                 break
-            self._admit(request, request_tokens, now, num_cached_blocks)
+            num_new_tokens, num_cached_blocks = fit
+            self._admit(request, request.num_uncomputed_tokens, now, num_cached_blocks)
             chunk = min(num_new_tokens, budget)
             self._add_chunk(batch, request, chunk)
             budget -= chunk

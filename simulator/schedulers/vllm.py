@@ -56,7 +56,7 @@ class VLLMScheduler(Scheduler):
         return batch
 
     def _schedule_prefills(self, now: float) -> Batch | None:
-        waiting, block_manager = self.waiting, self.block_manager
+        waiting = self.waiting
         if not waiting:
             return None
         batch = Batch()
@@ -65,14 +65,13 @@ class VLLMScheduler(Scheduler):
         prefix_caching = self.prefix_caching
         while waiting:
             request = waiting[0]
-            request_tokens = num_new_tokens = request.num_uncomputed_tokens  # none computed yet
-            num_cached_blocks, num_evictable = self._find_cached_prefix(request)
-            num_new_tokens -= num_cached_blocks * block_manager.block_size
-            if not block_manager.can_allocate(request_tokens, num_cached_blocks, num_evictable):
+            fit = self._fit_prompt(request)
+            if fit is None:
                 break
+            num_new_tokens, num_cached_blocks = fit
             if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
                 break
-            self._admit(request, request_tokens, now, num_cached_blocks)
+            self._admit(request, request.num_uncomputed_tokens, now, num_cached_blocks)
             if prefix_caching:
                 self._add_chunk(batch, request, num_new_tokens)
             else:
