@@ -83,10 +83,11 @@ def main() -> None:
     import torch
 
     from profiler.model import Entry, LayerStack
-    from profiler.timer import time_cpu
+    from profiler.timer import steady_host_allocator, time_cpu
 
     manifest = json.loads((args.bundle / "profile.json").read_text())
     torch.set_num_threads(manifest.get("threads") or 1)
+    steady_host_allocator()  # as `servesim profile` runs the operators
     clock = "thread" if torch.get_num_threads() == 1 else "wall"  # as the profiler timed the operators
     model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
     cost = ProfiledCostModel(args.bundle, model, GPUS["h100-sxm"], 1, 1, RooflineConfig(), max_num_batched_tokens=2048)

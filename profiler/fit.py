@@ -56,9 +56,18 @@ def ape(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 
 def aggregate_repeats(frame: pd.DataFrame, kind: str, target: str) -> pd.DataFrame:
-    """One row per measured shape: the repeats' minimum for ``min_s``, else their median; ``num_repeats`` counts them."""
+    """One row per measured shape: the minimum of its repeats' ``target``; ``num_repeats`` counts them.
+
+    Each repeat is a separate pass over the sweep, minutes apart, and each pass's statistic is
+    the operator's cost plus whatever other processes added while that pass measured it (cache
+    and memory-bandwidth contention, which the thread's CPU time still counts). That addition is
+    never negative, so the least disturbed pass is the smallest (Chen and Revels, "Robust
+    benchmarking in noisy environments", HPEC 2016, section 4). Measured on the two-core
+    development host, three passes of the tiny model: a median of three still kept shapes that
+    two passes had measured 20-50 % slow.
+    """
     keys = ["operator", "implementation", "dtype", "tp", *SHAPE_COLUMNS[kind]]
-    agg = frame.groupby(keys, sort=True).agg(**{target: (target, "min" if target == "min_s" else "median"),
+    agg = frame.groupby(keys, sort=True).agg(**{target: (target, "min"),
                                               "flops": ("flops", "first"), "nbytes": ("nbytes", "first"),
                                               "num_repeats": (target, "size")})
     return agg.reset_index()

@@ -26,7 +26,7 @@ from profiler import bundle
 from profiler.catalogue import ALL_REDUCE, CPU_OVERHEAD, QUANTIZATIONS, Measurement, check_tp, plan
 from profiler.device import describe, now, snapshot
 from profiler.sweeps import SweepConfig
-from profiler.timer import Timing, time_cpu, time_cuda
+from profiler.timer import Timing, steady_host_allocator, time_cpu, time_cuda
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUS, GPUSpec
@@ -161,6 +161,7 @@ def profile(opts: ProfileOptions) -> RunSummary:
             raise ScenarioError("--quantization", "", q, "unknown quantization", f"use some of {', '.join(QUANTIZATIONS)}")
     if opts.device == "cpu" and opts.threads:
         torch.set_num_threads(opts.threads)
+    allocator = steady_host_allocator()
     opts.out.mkdir(parents=True, exist_ok=True)
     _check_manifest(opts)
 
@@ -190,7 +191,8 @@ def profile(opts: ProfileOptions) -> RunSummary:
     counts: dict[str, int] = defaultdict(int)
     num_measured = num_failed = 0
     stopped = "done"
-    run_entry = {"started": now(), "num_planned": len(measurements), "num_done_before": num_done_before}
+    run_entry = {"started": now(), "num_planned": len(measurements), "num_done_before": num_done_before,
+                 "host_allocator": {"glibc_mallopt": allocator} if allocator else "default"}
 
     def expected_s(kind: str, n: int = 1) -> float:
         return n * seconds[kind] / counts[kind] if counts[kind] else 0.0

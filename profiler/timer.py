@@ -16,11 +16,18 @@ resolution on Linux): on a shared host other processes' time slices land inside 
 samples (on the two-core development machine, with a load average of 5-8, medians of one
 operator moved by 2x from one minute to the next) but not in the thread's CPU time.
 
+Host allocations are made steady first (``steady_host_allocator``): with glibc's default,
+history-dependent thresholds, an operator's temporaries are sometimes fresh ``mmap`` pages that
+fault in on every call, so the same shape measured twice in one run differed by up to 4x
+depending on which larger shapes ran before it.
+
 torch and triton are imported inside the CUDA functions only.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
 import time
 from dataclasses import dataclass
@@ -48,6 +55,39 @@ class Timing:
     mean_s: float
     num_samples: int
     timer: str
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h> mallopt parameters
+MMAP_THRESHOLD_BYTES = 32 << 20  # the largest glibc accepts on 64-bit hosts (DEFAULT_MMAP_THRESHOLD_MAX)
+TRIM_THRESHOLD_BYTES = 1 << 30
+
+
+def steady_host_allocator() -> dict[str, int] | None:
+    """Fix glibc malloc's mmap and trim thresholds for this process; the settings, or None off glibc.
+
+    glibc adapts both thresholds to the largest block freed so far (mallopt(3), "M_MMAP_THRESHOLD":
+    "dynamic mmap threshold"), so whether a temporary of a given size is served from the heap or
+    by fresh ``mmap`` pages, which fault in (kernel time, counted in the thread's CPU time) on
+    every call, depends on what ran before. Measured on the tiny model's prefill attention: a
+    shape's time varied by up to 4x between two passes of the same sweep. Fixed thresholds
+    (temporaries up to 32 MiB from the heap; free heap memory kept up to 1 GiB) give the steady
+    state of a long-running serving process, which reuses its memory (CPU serving stacks preload
+    tcmalloc or jemalloc for the same reason). Settings made with ``mallopt`` turn the dynamic
+    adjustment off.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return None
+    if mallopt is None:
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = {"mmap_threshold_bytes": MMAP_THRESHOLD_BYTES, "trim_threshold_bytes": TRIM_THRESHOLD_BYTES}
+    if not (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)):
+        return None
+    return settings
 
 
 def summarize(samples_s: list[float], timer: str) -> Timing:

@@ -93,6 +93,8 @@ def test_cpu_profile_stops_on_budget_survives_a_kill_resumes_and_fits(tmp_path):
         assert key in device, key
     assert [r["stopped"] for r in device["runs"]][0] == "budget" and device["runs"][-1]["stopped"] == "done"
     assert device["runs"][-1]["num_done_before"] == len(after_kill)
+    if sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION"):  # glibc: thresholds fixed
+        assert device["runs"][-1]["host_allocator"] == {"glibc_mallopt": {"mmap_threshold_bytes": 32 << 20, "trim_threshold_bytes": 1 << 30}}
     assert set(device["runs"][-1]["seconds_by_kind"]) <= set(KINDS)
 
     # 4. Fit: the report names every operator with its held-out error.
@@ -191,3 +193,34 @@ def test_cuda_profile_measures_torch_and_triton_and_fits(tmp_path):
     assert fit.returncode == 0, fit.stderr
     meta = json.loads((out / "runtime_model.json").read_text())
     assert set(meta["tables"]["qkv_proj|bfloat16|tp1"]["implementations"]) == {"torch", "triton"}
+
+
+def test_cpu_attention_copies_read_disjoint_blocks_scattered_over_one_pool():
+    import torch
+
+    from profiler.catalogue import ATTENTION_DECODE, Measurement
+    from profiler.ops import Builder
+
+    model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
+    m = next(x for x in plan(model, [1], SweepConfig.for_device("cpu"), "float32", {}, ())
+             if x.kind == ATTENTION_DECODE and x.shape_dict["num_seqs"] == 4 and x.shape_dict["context_tokens"] == 64)
+    assert isinstance(m, Measurement)
+    builder = Builder(torch.device("cpu"), model, cold_bytes=1 << 20)
+    pools, tables = set(), []
+    real = builder._paged_cache
+
+    def spy(*args, **kwargs):
+        k, v, t = real(*args, **kwargs)
+        pools.add((k.data_ptr(), v.data_ptr(), k.shape[0]))
+        tables.append(t)
+        return k, v, t
+
+    builder._paged_cache = spy
+    fn = builder.build(m, "float32")
+    fn()
+    copies = len(tables)
+    assert copies > 1 and len(pools) == 1  # one pool for every copy
+    (_, _, num_blocks), = pools
+    used = torch.cat([t.flatten() for t in tables]).tolist()
+    assert num_blocks == copies * 4 * 4 == len(used) == len(set(used))  # 4 requests x 4 blocks each, disjoint
+    assert used != sorted(used)  # scattered, not handed out in order
