@@ -1,11 +1,12 @@
 """How long profiling and fitting take on the CPU, per operator class, and how well the fit holds out.
 
-Profiles the tiny Llama model (``profiler/data/tiny-llama.json``) on the CPU with the default CPU
+Profiles the tiny Llama model (``profiler/data/tiny-llama.json``, or ``--model``) on the CPU with the default CPU
 sweep (``servesim profile --device cpu``), fits it (``servesim fit``), and prints the time spent
 per operator kind, the fit time per operator and the held-out error per operator.
 
     python benchmarks/profile_cpu.py --out /tmp/cpu-tiny --fresh
-    python benchmarks/profile_cpu.py --out /tmp/cpu-tiny --fresh --repeats 2
+    python benchmarks/profile_cpu.py --out /tmp/cpu-tiny --fresh --repeats 3
+    python benchmarks/profile_cpu.py --model profiler/data/small-llama.json --out /tmp/cpu-small --fresh --repeats 3
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from profiler import TINY_MODEL_CONFIG  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/servesim-cpu-tiny"), help="the bundle folder")
+    parser.add_argument("--model", type=Path, default=TINY_MODEL_CONFIG, help="the model's Hugging Face config.json (default: the tiny Llama)")
     parser.add_argument("--fresh", action="store_true", help="delete the bundle first")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the sweep")
     parser.add_argument("--target", default="median_s", help="fit target: median_s, mean_s, p20_s or min_s")
@@ -35,7 +37,7 @@ def main() -> None:
         shutil.rmtree(args.out)
     cli = [sys.executable, "-m", "simulator.cli"]
     t0 = time.perf_counter()
-    subprocess.run([*cli, "profile", "--model", str(TINY_MODEL_CONFIG), "--device", "cpu", "--out", str(args.out), "--repeats", str(args.repeats), "-q"], check=True)
+    subprocess.run([*cli, "profile", "--model", str(args.model), "--device", "cpu", "--out", str(args.out), "--repeats", str(args.repeats), "-q"], check=True)
     t1 = time.perf_counter()
     subprocess.run([*cli, "fit", str(args.out), "--target", args.target, "-q"], check=True)
     t2 = time.perf_counter()

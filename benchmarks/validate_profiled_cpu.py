@@ -1,6 +1,6 @@
-"""Does the profiled cost model reproduce measured step times? (CPU, the tiny Llama model.)
+"""Does the profiled cost model reproduce measured step times? (CPU; the tiny Llama model by default.)
 
-Runs real iterations of the tiny model's whole layer stack (``profiler.model.LayerStack``: the
+Runs real iterations of the model's whole layer stack (``profiler.model.LayerStack``: the
 same PyTorch operators the profiler times, paged KV cache, all layers, sampling, host input
 preparation) at several batch compositions (pure prefill, chunked prefill, pure decode, mixed),
 and compares each measured step time with ``ProfiledCostModel.step_time`` of the equivalent
@@ -12,6 +12,7 @@ that visit every composition in turn.
 
     python benchmarks/validate_profiled_cpu.py --bundle profiles/cpu-tiny-llama
     python benchmarks/validate_profiled_cpu.py --bundle /tmp/cpu-tiny --profile   # profile + fit first
+    python benchmarks/validate_profiled_cpu.py --model profiler/data/small-llama.json --bundle /tmp/cpu-small --profile --repeats 3
 
 Prints one row per composition: measured (min, median, mean), predicted, error (%).
 """
@@ -67,15 +68,18 @@ def batch_of(entries: list[tuple[int, int, str]]) -> Batch:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, required=True, help="a CPU profile bundle of the tiny model")
+    parser.add_argument("--bundle", type=Path, required=True, help="a CPU profile bundle of --model")
+    parser.add_argument("--model", type=Path, default=TINY_MODEL_CONFIG, help="the model's Hugging Face config.json (default: the tiny Llama)")
     parser.add_argument("--profile", action="store_true", help="profile (resume) and fit the bundle first")
+    parser.add_argument("--repeats", type=int, default=1, help="with --profile: passes over the sweep")
     parser.add_argument("--min-time-s", type=float, default=0.2, help="least timed seconds per composition and round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over all compositions")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.profile:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "simulator.cli", "profile", "--model", str(TINY_MODEL_CONFIG), "--device", "cpu", "--out", str(args.bundle), "-q"], check=True)
+        subprocess.run([sys.executable, "-m", "simulator.cli", "profile", "--model", str(args.model), "--device", "cpu", "--out", str(args.bundle),
+                        "--repeats", str(args.repeats), "-q"], check=True)
         t1 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "simulator.cli", "fit", str(args.bundle), "-q"], check=True)
         print(f"profile {t1 - t0:.1f} s, fit {time.perf_counter() - t1:.1f} s")
@@ -89,12 +93,12 @@ def main() -> None:
     torch.set_num_threads(manifest.get("threads") or 1)
     steady_host_allocator()  # as `servesim profile` runs the operators
     clock = "thread" if torch.get_num_threads() == 1 else "wall"  # as the profiler timed the operators
-    model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
+    model = model_spec_from_hf_config(args.model, name=args.model.stem)
     cost = ProfiledCostModel(args.bundle, model, GPUS["h100-sxm"], 1, 1, RooflineConfig(), max_num_batched_tokens=2048)
     stat = json.loads((args.bundle / "runtime_model.json").read_text()).get("target", "median_s")
     stack = LayerStack(model, max_tokens_per_request=1024, max_requests=64, device=torch.device("cpu"), dtype=torch.float32)
     rows = []
-    print(f"tiny-llama ({model.num_layers} layers), {torch.get_num_threads()} thread(s), {clock} clock; bundle fitted to {stat}")
+    print(f"{model.name} ({model.num_layers} layers), {torch.get_num_threads()} thread(s), {clock} clock; bundle fitted to {stat}")
     print(f"{'composition':48s} {'min ms':>8s} {'median ms':>9s} {'mean ms':>8s} {'pred ms':>8s} {'error %':>8s}")
     # Rounds over all compositions, so a burst of load from other processes on a shared host
     # hits every composition alike; each composition's statistic is its median over the rounds.

@@ -94,7 +94,7 @@ class PhysicsInterpolated(BaseEstimator, RegressorMixin):
         for g in set(groups):
             mask = np.array([row == g for row in groups])
             p, r = points[mask], residual[mask]
-            # One value per shape: the median of its repeats.
+            # One value per shape (the fit passes one row per shape; raw rows get their median).
             uniq, inverse = np.unique(p, axis=0, return_inverse=True)
             inverse = inverse.ravel()
             r = np.array([np.median(r[inverse == i]) for i in range(len(uniq))])

@@ -1,7 +1,7 @@
 """Shape sweeps: which token counts, decode batches and prefill chunks the profiler measures.
 
-Token counts are log-spaced (``points_per_octave`` per doubling) plus both sides of every tile
-edge: a GEMM kernel tiles M in blocks of 64 or 128 rows (cuBLAS and the project's Triton GEMM),
+Token counts are every integer up to 16, then log-spaced (``points_per_octave`` per doubling),
+plus both sides of every tile edge: a GEMM kernel tiles M in blocks of 64 or 128 rows (cuBLAS and the project's Triton GEMM),
 so its time steps up just past ``64 * 2**j`` (one more tile row) and the fitted model must see
 63/64/65, 127/128/129, 255/256/257, ... to learn the step. Every list returned here is sorted
 and free of duplicates.
@@ -46,15 +46,25 @@ def tile_edges(high: int, tile: int = 64) -> list[int]:
     return _sorted_unique(edges, 1, high)
 
 
-def token_counts(max_tokens: int, points_per_octave: int = 4, tile: int = 64) -> list[int]:
+DENSE_TOKENS = 16
+
+
+def token_counts(max_tokens: int, points_per_octave: int = 4, tile: int = 64, dense_below: int = DENSE_TOKENS) -> list[int]:
     """Tokens per step to measure token-level operators at: 1..max_tokens, log-spaced plus tile edges.
+
+    Every count up to ``dense_below`` is measured too: at a handful of rows GEMM kernels change
+    path with every row (a matrix-vector product for one row; on CPUs the rows left over from
+    4-, 8- or 16-row register blocks run separate edge kernels, so 3 rows took 36 % longer than
+    4 in a measured float32 GEMM of 2 x 2048 x 512; on GPUs split-K and GEMV-like kernels), and
+    the fit needs several examples of each remainder.
 
     Raises:
         ValueError: ``max_tokens < 1``.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    return _sorted_unique([*log_spaced(1, max_tokens, points_per_octave), *tile_edges(max_tokens, tile)], 1, max_tokens)
+    dense = range(1, min(dense_below, max_tokens) + 1)
+    return _sorted_unique([*log_spaced(1, max_tokens, points_per_octave), *tile_edges(max_tokens, tile), *dense], 1, max_tokens)
 
 
 def decode_grid(batch_sizes: Iterable[int], context_lens: Iterable[int], max_context: int) -> list[tuple[int, int]]:

@@ -137,6 +137,26 @@ def test_repeats_combine_to_the_least_disturbed_pass(tmp_path):
         assert tables["qkv_proj|float32|tp1/values"][m - 1] == pytest.approx(truth, rel=0.01)
 
 
+def test_tables_hold_the_measurement_at_every_measured_shape(tmp_path):
+    # One shape runs its own kernel (30 % slower than the formula): the table prices it as measured,
+    # and its unmeasured neighbours by the model.
+    root = synthetic_bundle(tmp_path / "b", noise=0.0)
+    gemm = pd.read_csv(root / "gemm.csv")
+    odd = (gemm["operator"] == "qkv_proj") & (gemm["m"] == 45)
+    gemm.loc[odd, "median_s"] *= 1.3
+    gemm.to_csv(root / "gemm.csv", index=False)
+    fit_bundle(root, html=False, target="median_s")
+    values = np.load(root / RUNTIME_TABLES)["qkv_proj|float32|tp1/values"]
+    n, k = 4 * 64 + 2 * 2 * 64, 256
+
+    def truth(m: int) -> float:
+        return known_time(GEMM, {}, 2.0 * m * n * k, (m * k + k * n + m * n) * 4.0)
+
+    assert values[45 - 1] == pytest.approx(float(gemm.loc[odd, "median_s"].iloc[0]), rel=1e-9)
+    for m in (40, 50, 100):  # not measured
+        assert values[m - 1] == pytest.approx(truth(m), rel=0.05)
+
+
 def test_register_block_remainders_are_features_the_fit_recovers(tmp_path):
     # A BLAS-like device: rows left over from blocks of 4 cost a second pass over the weights
     # (m = 3 is slower than m = 4). The linear prior has that term, so held-out shapes land.

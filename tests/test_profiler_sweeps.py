@@ -25,7 +25,9 @@ def test_token_counts_hold_both_sides_of_every_tile_edge_sorted_and_unique():
 
 def test_small_sweeps_stay_within_their_limits():
     assert token_counts(1) == [1]
-    assert token_counts(100, points_per_octave=1) == [1, 2, 4, 8, 16, 32, 63, 64, 65, 100]
+    assert token_counts(100, points_per_octave=1) == [*range(1, 17), 32, 63, 64, 65, 100]  # every count to 16
+    assert token_counts(100, points_per_octave=1, dense_below=0) == [1, 2, 4, 8, 16, 32, 63, 64, 65, 100]
+    assert token_counts(5, points_per_octave=1) == [1, 2, 3, 4, 5]
     assert tile_edges(130) == [63, 64, 65, 127, 128, 129]
     assert log_spaced(3, 3, 2) == [3]
     with pytest.raises(ValueError):
