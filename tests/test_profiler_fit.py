@@ -168,7 +168,8 @@ def test_register_block_remainders_are_features_the_fit_recovers(tmp_path):
     frame = pd.DataFrame({"m": m, "n": n, "k": k, "flops": 2.0 * m * n * k, "nbytes": (m * k + n * k + m * n) * 4.0})
     y = 5e-6 + frame["flops"] / 1e11 + n * k * 4 / 2e10 * (1 + ((m % 4 != 0) & (m > 1)))
     passes = features.remainder_passes(frame)
-    assert [bool(passes[0][i]) for i in (0, 2, 3, 6, 7)] == [False, True, False, True, False]  # m = 1, 3, 4, 7, 8
+    assert [bool(passes[1][i]) for i in (0, 2, 3, 6, 7)] == [False, True, False, True, False]  # m = 1, 3, 4, 7, 8 (blocks of 4)
+    assert list(passes[0][:5] / (n * k)) == [0, 1, 2, 0, 0]  # rows below one block: m = 1..5
     oof = cross_validate(frame.assign(tp=1, median_s=y), GEMM, 1, folds=5)
     errors = 100 * np.abs(oof["physics_linear"] / y - 1)
     assert np.percentile(errors, 95) < 1.0
