@@ -77,7 +77,8 @@ def write_report(
             where undefined, e.g. TPOT of a one-token request or any latency of an unfinished one).
         iterations: one row per iteration of every replica (``replica_id``, ``start_time``,
             ``end_time``, ``batch_size``, ``num_prefill_tokens``, ``num_decode_tokens``,
-            ``kv_usage`` as a fraction, ``num_waiting``, ``num_running``); may be empty.
+            ``kv_usage`` as a fraction, ``num_waiting``, ``num_running``, optionally ``role``:
+            replicas of a DistServe pool are labelled with it); may be empty.
         summary: the metrics summary; scalars and nested dicts are rendered generically, an
             optional ``"slo"`` dict (``{"ttft_s": 2.0, "tpot_s": 0.1, "e2e_s": None}``) adds
             threshold lines to the latency plots.
@@ -305,16 +306,19 @@ def iteration_figure(iterations: pd.DataFrame) -> go.Figure | None:
         rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.035,
         subplot_titles=[title for _, title, _ in panels],
     )
+    roles = iterations.groupby("replica_id", observed=True)["role"].first().astype(str) if "role" in iterations else pd.Series(dtype=str)
     for index, (replica_id, replica) in enumerate(bins.groupby("replica_id", sort=True)):
         color = REPLICA_COLORS[index % len(REPLICA_COLORS)]
+        role = roles.get(replica_id, "colocated")
+        label = f"replica {replica_id}" + ("" if role == "colocated" else f" ({role})")  # DistServe pools
         for row, (column, _, unit) in enumerate(panels, start=1):
             fig.add_trace(
                 go.Scatter(
                     x=_f32(replica["time"]), y=_f32(replica[column]), mode="lines",
-                    line={"color": color, "width": 1.2}, name=f"replica {replica_id}",
-                    legendgroup=f"replica {replica_id}", showlegend=row == 1,
+                    line={"color": color, "width": 1.2}, name=label,
+                    legendgroup=label, showlegend=row == 1,
                     hovertemplate=(
-                        f"%{{x:.2f}} s: %{{y:.4g}} {unit}<extra>replica {replica_id}</extra>"
+                        f"%{{x:.2f}} s: %{{y:.4g}} {unit}<extra>{label}</extra>"
                     ),
                 ),
                 row=row, col=1,

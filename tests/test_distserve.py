@@ -194,3 +194,11 @@ def test_command_line_shows_the_pools(tmp_path):
     assert "2 prefill replica(s) of TP2 PP1 + 1 decode replica(s) of TP1 PP1" in " ".join(run.stdout.split())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_replicas"] == {"prefill": 2, "decode": 1} and summary["kv_transfer_s"]["p50"] > 0
+
+
+def test_run_report_labels_each_replica_with_its_pool():
+    from simulator.report import iteration_figure
+
+    result = distserve("workload.num_requests=40", "workload.arrival.rate=10", "cluster.decode={num_replicas: 2}").run()
+    names = {trace.name for trace in iteration_figure(result.iterations).data}
+    assert names == {"replica 0 (prefill)", "replica 1 (decode)", "replica 2 (decode)"}
