@@ -81,11 +81,13 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
     iterations.parquet and report.html.
     """
-    from simulator.simulation import describe_pools, simulate  # keeps `servesim --help` fast
+    from simulator.simulation import describe_pools, simulate, unused_fields  # keeps `servesim --help` fast
 
     try:
         scenario = load_scenario(scenario_file, overrides)
         source = str(scenario_file) if scenario_file else "<defaults>"
+        if not quiet:
+            _warn_unused(scenario, source, unused_fields(scenario, source))
         result = simulate(scenario, source, progress=not quiet)
     except ScenarioError as e:
         _fail(e)
@@ -99,6 +101,12 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
         Console().print(summary_table(result.summary, title))
         Console().print(f"results: {out}")
+
+
+def _warn_unused(scenario: Scenario, source: str, fields: list[tuple[str, str]]) -> None:
+    """One line on stderr per field the scenario's scheduler ignores."""
+    for field, why in fields:
+        click.echo(f"warning: {source}: {field} is ignored with scheduler {scenario.scheduler.name}: {why}", err=True)
 
 
 def write_results(result, out: Path, report: bool = True) -> None:
@@ -147,11 +155,12 @@ def list_specs() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field.")
 def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
     """Validate SCENARIO_FILE and print its memory plan without simulating."""
-    from simulator.simulation import describe_kv_transfer, resolve_deployments
+    from simulator.simulation import describe_kv_transfer, resolve_deployments, unused_fields
 
     try:
         scenario: Scenario = load_scenario(scenario_file, overrides)
         deployments = resolve_deployments(scenario, str(scenario_file))
+        _warn_unused(scenario, str(scenario_file), unused_fields(scenario, str(scenario_file)))
     except ScenarioError as e:
         _fail(e)
     gib = 1024**3

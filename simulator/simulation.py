@@ -73,6 +73,29 @@ def is_disaggregated(scenario: Scenario, source: str = "<scenario>") -> bool:
     return getattr(scheduler_policy(scenario, source), "decode_policy", None) is not None
 
 
+def unused_fields(scenario: Scenario, source: str = "<scenario>") -> list[tuple[str, str]]:
+    """Fields set away from their defaults that this scenario's scheduler does not use: (field, why).
+
+    A colocated scheduler runs ``cluster.num_replicas`` replicas and ignores the DistServe pools
+    and link; ``distserve`` sizes its pools with ``cluster.prefill`` / ``cluster.decode`` and
+    ignores ``cluster.num_replicas``. Callers warn (a sweep's base scenario may carry fields for
+    several schedulers, so these are not errors).
+
+    Raises:
+        ScenarioError: an unknown scheduler.
+    """
+    cluster, name = scenario.cluster, scenario.scheduler.name
+    if is_disaggregated(scenario, source):
+        if cluster.num_replicas != 1:
+            return [("cluster.num_replicas", f"{name} sizes its pools with cluster.prefill.num_replicas and cluster.decode.num_replicas")]
+        return []
+    why = "used by disaggregated schedulers (distserve) only"
+    out = [(f"cluster.{pool}", why) for pool in ("prefill", "decode") if getattr(cluster, pool) is not None]
+    if cluster.kv_transfer != type(cluster.kv_transfer)():
+        out.append(("cluster.kv_transfer", why))
+    return out
+
+
 def resolve_deployments(scenario: Scenario, source: str = "<scenario>") -> dict[str, Deployment]:
     """Each pool's deployment by instance role: ``colocated``, or ``prefill`` and ``decode``.
 

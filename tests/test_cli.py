@@ -81,3 +81,18 @@ def test_skip_mode_counts_bad_rows(tmp_path):
 def test_check_prints_memory_plan(tmp_path):
     proc = servesim("check", str(REPO / "scenarios" / "quickstart.yaml"), cwd=tmp_path)
     assert proc.returncode == 0 and "blocks" in proc.stdout
+
+
+def test_fields_the_scheduler_ignores_are_warned_about(tmp_path):
+    colocated = servesim("check", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "cluster.prefill={num_replicas: 2}",
+                         "--set", "cluster.kv_transfer.link=infiniband", cwd=tmp_path)
+    assert colocated.returncode == 0, colocated.stderr
+    warnings = colocated.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") and "used by disaggregated schedulers" in w for w in warnings)
+    assert "cluster.prefill is ignored with scheduler vllm" in warnings[0] and "cluster.kv_transfer" in warnings[1]
+    disaggregated = servesim("check", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "scheduler.name=distserve",
+                             "--set", "cluster.num_replicas=3", cwd=tmp_path)
+    assert disaggregated.returncode == 0, disaggregated.stderr
+    assert "cluster.num_replicas is ignored with scheduler distserve" in disaggregated.stderr
+    clean = servesim("check", str(REPO / "scenarios" / "quickstart.yaml"), cwd=tmp_path)
+    assert clean.returncode == 0 and clean.stderr == ""
