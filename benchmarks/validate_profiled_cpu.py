@@ -13,6 +13,7 @@ that visit every composition in turn.
     python benchmarks/validate_profiled_cpu.py --bundle profiles/cpu-tiny-llama
     python benchmarks/validate_profiled_cpu.py --bundle /tmp/cpu-tiny --profile   # profile + fit first
     python benchmarks/validate_profiled_cpu.py --model profiler/data/small-llama.json --bundle /tmp/cpu-small --profile --repeats 3
+    python benchmarks/validate_profiled_cpu.py --bundle /tmp/cpu-tiny --per-operator   # where each step's time goes
 
 Prints one row per composition: measured (min, median, mean), predicted, error (%).
 """
@@ -66,6 +67,33 @@ def batch_of(entries: list[tuple[int, int, str]]) -> Batch:
     return batch
 
 
+def per_operator(stack, cost: ProfiledCostModel, name: str, spec: list[tuple[int, int, str]], min_time_s: float) -> dict[str, dict[str, float]]:
+    """Each operator's mean thread time inside real steps of one composition against ``step_breakdown`` (s); printed too.
+
+    The first call of an operator inside a step follows a different operator, as in serving,
+    so this shows where isolated measurements and the step part ways.
+    """
+    from profiler.model import Entry
+
+    entries = [Entry(prefix, new, kind != "chunk") for prefix, new, kind in spec]
+    for _ in range(2):
+        stack.step(entries)
+    times: dict[str, float] = {}
+    num_steps, start = 0, time.thread_time()
+    while num_steps < 5 or time.thread_time() - start < min_time_s:
+        stack.step(entries, times)
+        num_steps += 1
+    predicted = cost.step_breakdown(batch_of(spec))
+    print(f"\n{name}: per operator over {num_steps} steps (ms per step)")
+    out = {}
+    for op in sorted(set(times) | set(predicted), key=lambda k: -times.get(k, 0.0)):
+        m, p = times.get(op, 0.0) / num_steps, predicted.get(op, 0.0)
+        out[op] = {"measured_s": m, "predicted_s": p}
+        error = f"{100 * (p - m) / m:+8.1f}" if m > 0 else "       -"
+        print(f"  {op:20s} {m * 1e3:9.3f} {p * 1e3:9.3f} {error} %")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True, help="a CPU profile bundle of --model")
@@ -75,6 +103,8 @@ def main() -> None:
     parser.add_argument("--min-time-s", type=float, default=0.2, help="least timed seconds per composition and round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over all compositions")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--per-operator", action="store_true",
+                        help="also time every operator inside the real steps and compare with the prediction's breakdown")
     args = parser.parse_args()
     if args.profile:
         t0 = time.perf_counter()
@@ -119,6 +149,9 @@ def main() -> None:
         print(f"{name:48s} {low * 1e3:8.2f} {mid * 1e3:9.2f} {avg * 1e3:8.2f} {predicted * 1e3:8.2f} {row['error_pct']:8.1f}")
     errors = sorted(abs(r["error_pct"]) for r in rows)
     print(f"|error| vs the measured {stat.removesuffix('_s')}: median {errors[len(errors) // 2]:.1f} %, max {errors[-1]:.1f} %")
+    if args.per_operator:
+        for name, row in zip(COMPOSITIONS, rows):
+            row["operators"] = per_operator(stack, cost, name, COMPOSITIONS[name], args.min_time_s)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -13,6 +13,7 @@ the profiled cost model reproduces measured step times (``benchmarks/validate_pr
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -71,8 +72,16 @@ class LayerStack:
         self.cos_sin = ops.rope_cache(model.max_position_embeddings, d, dtype, device)
         self.scale = d**-0.5
 
-    def step(self, entries: list[Entry]) -> torch.Tensor:
-        """Run one iteration over ``entries`` (prefill chunks first, then decodes); returns the sampled tokens."""
+    def step(self, entries: list[Entry], op_times: dict[str, float] | None = None) -> torch.Tensor:
+        """Run one iteration over ``entries`` (prefill chunks first, then decodes); returns the sampled tokens.
+
+        With ``op_times``, each operator's thread CPU time (s) is added to ``op_times[name]``
+        under the catalogue's names (``qkv_proj`` ... ``sampling``; ``cpu_overhead`` for the
+        host's input preparation and the sampled tokens' return), as
+        ``ProfiledCostModel.step_breakdown`` names its parts; the few tensor manipulations
+        between operators are not counted. Timing adds about a microsecond per operator.
+        """
+        timed = _Timed(op_times)
         prefills = [e for e in entries if e.new_tokens > 1 or e.prefix_tokens == 0]
         decodes = [e for e in entries if not (e.new_tokens > 1 or e.prefix_tokens == 0)]
         ordered = prefills + decodes
@@ -80,32 +89,51 @@ class LayerStack:
         # Request i owns slots [i * blocks_per_request, ...) of the block order; its table lists the ones it uses.
         per = self.blocks_per_request
         tables = [self.block_order[i * per: i * per + math.ceil(c / self.block_size)] for i, c in enumerate(contexts)]
-        positions, slots, block_tables, context_lens = ops.prepare_inputs(contexts, [e.new_tokens for e in ordered], tables, self.block_size, self.device)
+        positions, slots, block_tables, context_lens = timed("cpu_overhead", ops.prepare_inputs, contexts, [e.new_tokens for e in ordered], tables, self.block_size, self.device)
         num_prefill = sum(e.new_tokens for e in prefills)
         ids = positions % self.model.vocab_size  # any token ids do
-        x = F.embedding(ids, self.embedding)
+        x = timed("embedding", F.embedding, ids, self.embedding)
         residual = torch.zeros_like(x)
         d, hq, hkv = self.head_dim, self.q_heads, self.kv_heads
         prefill_tables = block_tables[: len(prefills)].long()
         decode_tables, decode_lens = block_tables[len(prefills):], context_lens[len(prefills):]
         news, prefixes = [e.new_tokens for e in prefills], [e.prefix_tokens for e in prefills]
         for layer, k_cache, v_cache in zip(self.layers, self.k_caches, self.v_caches):
-            y, residual = ops.add_rmsnorm(x, residual, layer["in_norm"])
-            q, k, v = F.linear(y, layer["qkv"]).split([hq * d, hkv * d, hkv * d], dim=-1)
-            q, k = ops.rotary(positions, q.view(-1, hq, d), k.view(-1, hkv, d), self.cos_sin)
+            y, residual = timed("add_rmsnorm", ops.add_rmsnorm, x, residual, layer["in_norm"])
+            q, k, v = timed("qkv_proj", F.linear, y, layer["qkv"]).split([hq * d, hkv * d, hkv * d], dim=-1)
+            q, k = timed("rotary", ops.rotary, positions, q.view(-1, hq, d), k.view(-1, hkv, d), self.cos_sin)
             v = v.view(-1, hkv, d)
-            ops.kv_cache_write(k, v, k_cache, v_cache, slots)
+            timed("kv_cache_write", ops.kv_cache_write, k, v, k_cache, v_cache, slots)
             outs = []
             if prefills:
-                outs.append(ops.prefill_attention(q[:num_prefill], k[:num_prefill], v[:num_prefill], k_cache, v_cache, prefill_tables, news, prefixes, self.scale))
+                outs.append(timed("attention_prefill", ops.prefill_attention, q[:num_prefill], k[:num_prefill], v[:num_prefill], k_cache, v_cache,
+                                  prefill_tables, news, prefixes, self.scale))
             if decodes:
-                outs.append(ops.decode_attention(q[num_prefill:], k_cache, v_cache, decode_tables, decode_lens, self.scale))
+                outs.append(timed("attention_decode", ops.decode_attention, q[num_prefill:], k_cache, v_cache, decode_tables, decode_lens, self.scale))
             attn = outs[0] if len(outs) == 1 else torch.cat(outs)
-            y = F.linear(attn.flatten(1), layer["o"])
-            y, residual = ops.add_rmsnorm(y, residual, layer["post_norm"])
-            x = F.linear(ops.silu_mul(F.linear(y, layer["gate_up"])), layer["down"])
+            y = timed("o_proj", F.linear, attn.flatten(1), layer["o"])
+            y, residual = timed("add_rmsnorm", ops.add_rmsnorm, y, residual, layer["post_norm"])
+            x = timed("down_proj", F.linear, timed("silu_mul", ops.silu_mul, timed("gate_up_proj", F.linear, y, layer["gate_up"])), layer["down"])
         last = torch.tensor([sum(e.new_tokens for e in ordered[: i + 1]) - 1 for i, e in enumerate(ordered) if e.samples], dtype=torch.int64, device=self.device)
         if len(last) == 0:
             return last
-        logits = F.linear(ops.rmsnorm(x[last], self.final_norm), self.lm_head)
-        return ops.sample(logits).tolist()
+        logits = timed("lm_head", F.linear, timed("rmsnorm", ops.rmsnorm, x[last], self.final_norm), self.lm_head)
+        sampled = timed("sampling", ops.sample, logits)
+        return timed("cpu_overhead", sampled.tolist)
+
+
+class _Timed:
+    """Calls ``fn(*args)``; with a dict, also adds the call's thread CPU time (s) to ``times[name]``."""
+
+    __slots__ = ("times",)
+
+    def __init__(self, times: dict[str, float] | None) -> None:
+        self.times = times
+
+    def __call__(self, name: str, fn, *args):
+        if self.times is None:
+            return fn(*args)
+        t0 = time.thread_time()
+        out = fn(*args)
+        self.times[name] = self.times.get(name, 0.0) + time.thread_time() - t0
+        return out

@@ -120,6 +120,19 @@ def test_the_same_batch_is_priced_the_same_across_calls_and_models(bundle_dir):
     assert first == pytest.approx(parts, rel=1e-12)
 
 
+@pytest.mark.parametrize("tp", [1, 2])
+def test_the_breakdown_by_operator_adds_up_to_the_step(bundle_dir, tp):
+    cm = cost_model(bundle_dir, tp=tp)
+    decodes = Batch.of_decodes([Request(20 + i, 0.0, 50, 10, num_computed_tokens=60) for i in range(7)])
+    for batch in (mixed_batch(), decodes):
+        parts = cm.step_breakdown(batch)
+        assert sum(parts.values()) == pytest.approx(cm.step_time(batch), rel=1e-9)
+        assert all(v > 0 for v in parts.values())
+        assert {"qkv_proj", "down_proj", "attention_decode", "lm_head", "sampling", "cpu_overhead"} <= set(parts)
+        assert ("attention_prefill" in parts) == bool(batch.num_prefill_tokens) and ("all_reduce" in parts) == (tp > 1)
+        assert parts["qkv_proj"] == pytest.approx(cm.layers * cm.layer_operator_times(batch.num_tokens)["qkv_proj"])
+
+
 def test_remeasured_bundle_is_refitted_on_next_load(tmp_path):
     sweep = SMALL_SWEEP.replace(max_tokens=64, max_num_seqs=8, max_context=128)
     root = synthetic_bundle(tmp_path / "b", tps=(1,), sweep=sweep)

@@ -224,3 +224,23 @@ def test_cpu_attention_copies_read_disjoint_blocks_scattered_over_one_pool():
     used = torch.cat([t.flatten() for t in tables]).tolist()
     assert num_blocks == copies * 4 * 4 == len(used) == len(set(used))  # 4 requests x 4 blocks each, disjoint
     assert used != sorted(used)  # scattered, not handed out in order
+
+
+def test_layer_stack_runs_real_steps_and_times_them_by_the_catalogue_names():
+    import torch
+
+    from profiler.catalogue import OPERATORS
+    from profiler.model import Entry, LayerStack
+
+    model = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
+    stack = LayerStack(model, max_tokens_per_request=256, max_requests=8, device=torch.device("cpu"), dtype=torch.float32)
+    # Requests hold disjoint blocks, scattered over the pool.
+    assert sorted(stack.block_order) == list(range(len(stack.block_order))) and stack.block_order != sorted(stack.block_order)
+    entries = [Entry(0, 40, True), Entry(64, 32, False), Entry(99, 1, True), Entry(150, 1, True)]
+    times: dict[str, float] = {}
+    sampled = stack.step(entries, times)
+    assert len(sampled) == 3 and all(0 <= t < model.vocab_size for t in sampled)  # the chunk in the middle of its prompt does not sample
+    expected = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj", "add_rmsnorm", "rotary", "kv_cache_write", "silu_mul",
+                "attention_prefill", "attention_decode", "embedding", "rmsnorm", "lm_head", "sampling", "cpu_overhead"}
+    assert set(times) == expected and expected <= set(OPERATORS) and all(t > 0 for t in times.values())
+    assert len(stack.step(entries)) == 3  # untimed, the same step

@@ -349,6 +349,37 @@ class ProfiledCostModel:
             return self._cpu_time[num_requests]
         return self.cpu_overhead(num_requests)
 
+    def step_breakdown(self, batch: Batch) -> dict[str, float]:
+        """One iteration of ``batch`` by operator (s, summed over all layers); the values add up to ``step_time``.
+
+        Keys are the catalogue's operator names (``qkv_proj`` ... ``attention_decode``,
+        ``embedding``, ``rmsnorm`` for the final norm, ``lm_head``, ``sampling``,
+        ``cpu_overhead``), plus ``all_reduce`` with TP and ``pipeline_sends`` with PP. For
+        reading where a step's time goes, not for the hot loop (``step_time`` is the fast path).
+        """
+        n, tp, h, b = batch.num_tokens, self.tp, self.model.hidden_size, self.roofline.dtype_bytes
+        out: dict[str, float] = {}
+        if n:
+            for name, count, t in self.layer_operators:
+                out[name] = out.get(name, 0.0) + self.layers * count * t(n)
+            out["embedding"] = self.embedding(n)
+            if tp > 1:
+                out["all_reduce"] = out.get("all_reduce", 0.0) + self.all_reduce(n)
+            if self.pp > 1:
+                out["pipeline_sends"] = (self.pp - 1) * (n * h * b / self.roofline._link_bandwidth + self.roofline.gpu.link_latency_s)
+        if batch.num_prefill_tokens:
+            out["attention_prefill"] = self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+        if batch.num_decode_tokens:
+            out["attention_decode"] = self.layers * self.decode(batch.num_decode_tokens, batch.decode_context_tokens / batch.num_decode_tokens)
+        s = batch.num_sampled_tokens
+        if s:
+            out["rmsnorm"], out["lm_head"], out["sampling"] = self.final_norm(s), self.lm_head(s), self.sampling(s)
+            gather = self.sample_time(s) - (out["rmsnorm"] + out["lm_head"] + out["sampling"])
+            if gather:  # TP: the vocab shards of the logits (link model)
+                out["all_reduce"] = out.get("all_reduce", 0.0) + gather
+        out["cpu_overhead"] = self.cpu_time(len(batch.requests))
+        return out
+
     def step_time(self, batch: Batch) -> float:
         """Seconds one iteration of ``batch`` takes on this replica."""
         t = self.token_time(batch.num_tokens)
