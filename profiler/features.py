@@ -56,7 +56,7 @@ def remainder_passes(frame) -> list[np.ndarray]:
 
     A BLAS GEMM computes the output in register blocks of ``b`` rows and runs the rows left
     over in a separate edge kernel that streams the packed weight panel once more (Goto and van
-    de Geijn, "Anatomy of high-performance matrix multiplication", TOMS 2008, section 6). On the
+    de Geijn, "Anatomy of high-performance matrix multiplication", ACM TOMS 2008). On the
     development CPU (AMD EPYC with AVX-512, MKL through torch) a GEMM of m = 3, 7 or 63 rows took
     10-15 % longer than one of 4, 8 or 64. Which ``b`` matters is left to the fit. One row
     (m = 1) is a matrix-vector product, one pass with no edge kernel.

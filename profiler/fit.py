@@ -20,7 +20,8 @@ of the measured range, at the bundle's TP shard shapes, and saves the tables
 
 Every grid point that was measured holds its measurement (the least disturbed repeat); the
 model fills in between and beyond. Where several implementations were measured (PyTorch and
-Triton on a GPU), the table keeps the faster at every grid point: a serving engine runs the best kernel it has for each shape.
+Triton on a GPU), the table keeps the faster at every grid point: a serving engine runs the
+best kernel it has for each shape.
 Measuring several prefill chunks per launch gives ``prefill_saving_s``, what each extra chunk
 saves over launching it alone (a launch and a ramp-up on a GPU; about zero for the CPU loop).
 """
@@ -63,7 +64,7 @@ def aggregate_repeats(frame: pd.DataFrame, kind: str, target: str) -> pd.DataFra
     the operator's cost plus whatever other processes added while that pass measured it (cache
     and memory-bandwidth contention, which the thread's CPU time still counts). That addition is
     never negative, so the least disturbed pass is the smallest (Chen and Revels, "Robust
-    benchmarking in noisy environments", HPEC 2016, section 4). Measured on the two-core
+    benchmarking in noisy environments", HPEC 2016). Measured on the two-core
     development host, three passes of the tiny model: a median of three still kept shapes that
     two passes had measured 20-50 % slow.
     """
