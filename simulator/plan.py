@@ -61,6 +61,7 @@ from simulator.scenario import (
     SLOConfig,
     WorkloadConfig,
     load_scenario,
+    read_yaml_mapping,
     scenario_from_dict,
     scenario_to_dict,
 )
@@ -319,18 +320,7 @@ def load_plan(path: str | Path) -> Plan:
     """
     path = Path(path)
     source = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(source, "", ..., "plan file not found", "check the path; example plans are in scenarios/plan-*.yaml") from None
-    except IsADirectoryError:
-        raise ScenarioError(source, "", ..., "is a directory", "give a plan .yaml file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise ScenarioError(source, "", ..., f"malformed YAML at {where}: {getattr(e, 'problem', None) or 'syntax error'}", "fix the YAML syntax there") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(source, "", ..., "the top level is not a mapping", "write the plan as `key: value` sections")
+    data = read_yaml_mapping(path, "plan", "check the path; example plans are in scenarios/plan-*.yaml", allow_empty=False)
     base_dir = path.parent.resolve()
     if isinstance(data.get("workload"), dict):
         data["workload"] = copy.deepcopy(data["workload"])

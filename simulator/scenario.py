@@ -340,6 +340,35 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path, value
 
 
+def read_yaml_mapping(path: Path, kind: str, not_found_fix: str, layout: str = "sections", allow_empty: bool = True) -> dict:
+    """The mapping at the top of a ``kind`` YAML file (scenario, sweep, plan).
+
+    Raises:
+        ScenarioError: the file is missing (with ``not_found_fix``), is a directory, is not
+            valid YAML (line and column named) or holds no mapping (an empty file counts as
+            ``{}`` when ``allow_empty``).
+    """
+    source = str(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(source, "", ..., f"{kind} file not found", not_found_fix) from None
+    except IsADirectoryError:
+        raise ScenarioError(source, "", ..., "is a directory", f"give a {kind} .yaml file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(e, "problem", None) or "syntax error"
+        raise ScenarioError(source, "", ..., f"malformed YAML at {where}: {problem}", "fix the YAML syntax there") from None
+    if data is None and allow_empty:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError(source, "", ..., "the top level is not a mapping", f"write the {kind} as `key: value` {layout}")
+    return data
+
+
 def load_scenario(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
     """Load a scenario YAML (or the defaults when ``path`` is None) and apply ``--set`` overrides.
 
@@ -355,21 +384,7 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | tuple[s
     if path is not None:
         path = Path(path)
         source = str(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise ScenarioError(source, "", ..., "scenario file not found", "check the path; bundled scenarios are in scenarios/") from None
-        except IsADirectoryError:
-            raise ScenarioError(source, "", ..., "is a directory", "give a scenario .yaml file") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-            problem = getattr(e, "problem", None) or "syntax error"
-            raise ScenarioError(source, "", ..., f"malformed YAML at {where}: {problem}", "fix the YAML syntax there") from None
-        if not isinstance(data, dict):
-            raise ScenarioError(source, "", ..., "the top level is not a mapping", "write the scenario as `key: value` sections")
+        data = read_yaml_mapping(path, "scenario", "check the path; bundled scenarios are in scenarios/")
         for section, main in _SHORTHANDS.items():
             if isinstance(data.get(section), str):
                 data[section] = {main: data[section]}

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulator.capacity import PERCENTILE_METRICS, CapacityCriterion, native_rate_rps, with_rate
 from simulator.errors import ScenarioError
-from simulator.scenario import _PATH_FIELDS, Scenario, load_scenario, parse_override
+from simulator.scenario import _PATH_FIELDS, Scenario, load_scenario, parse_override, read_yaml_mapping
 
 __all__ = ["LOAD_AXES", "CapacitySpec", "Configuration", "RunSpec", "Sweep", "SweepFile", "is_sweep_file", "load_sweep"]
 
@@ -182,20 +182,7 @@ def _fix(kind: str, loc: str) -> str:
 
 def _read(path: Path) -> SweepFile:
     source = str(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ScenarioError(source, "", ..., "sweep file not found", "check the path; bundled sweeps are scenarios/compare-*.yaml") from None
-    except IsADirectoryError:
-        raise ScenarioError(source, "", ..., "is a directory", "give a sweep .yaml file") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise ScenarioError(source, "", ..., f"malformed YAML at {where}: {getattr(e, 'problem', None) or 'syntax error'}", "fix the YAML syntax there") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(source, "", ..., "the top level is not a mapping", "write the sweep as `key: value` fields")
+    data = read_yaml_mapping(path, "sweep", "check the path; bundled sweeps are scenarios/compare-*.yaml", layout="fields")
     try:
         return SweepFile.model_validate(data)
     except ValidationError as e:
