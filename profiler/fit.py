@@ -230,12 +230,8 @@ def _snap_to_measured(kind: str, predicted: np.ndarray, grid: pd.DataFrame, rows
     names = features.axes(kind)
     if kind == ATTENTION_PREFILL:  # the tables hold one chunk per launch
         rows = rows[rows["num_seqs"] == 1]
-    measured = rows.groupby(names)[target].min()
-    if measured.empty:
-        return predicted
-    keys = pd.MultiIndex.from_frame(grid[names].astype(np.int64)) if len(names) > 1 else pd.Index(grid[names[0]].astype(np.int64))
-    measured.index = measured.index.set_levels([lvl.astype(np.int64) for lvl in measured.index.levels]) if len(names) > 1 else measured.index.astype(np.int64)
-    found = measured.reindex(keys).to_numpy(np.float64)
+    measured = rows.astype({n: np.int64 for n in names}).groupby(names, as_index=False)[target].min()
+    found = grid[names].astype(np.int64).merge(measured, on=names, how="left")[target].to_numpy(np.float64)  # grid order kept
     return np.where(np.isfinite(found), found, predicted)
 
 
