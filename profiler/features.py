@@ -51,15 +51,16 @@ def remainder_passes(frame) -> list[np.ndarray]:
     """Edge-kernel passes over the weights: rows below one register block, then per block size ``b``.
 
     The first term is ``(m - 1) * n * k`` below the smallest block (each row of a 2- or 3-row
-    GEMM took another pass: measured 1.6x and 1.9x the one-row time, small Llama, gate/up
+    GEMM took another pass: 1.7-1.8x and 2.1-2.2x the one-row time, small Llama, gate/up
     projection), then, per ``b``, ``n * k`` when ``m`` is not a multiple of ``b``, else 0.
 
     A BLAS GEMM computes the output in register blocks of ``b`` rows and runs the rows left
     over in a separate edge kernel that streams the packed weight panel once more (Goto and van
     de Geijn, "Anatomy of high-performance matrix multiplication", ACM TOMS 2008). On the
-    development CPU (AMD EPYC with AVX-512, MKL through torch) a GEMM of m = 3, 7 or 63 rows took
-    10-15 % longer than one of 4, 8 or 64. Which ``b`` matters is left to the fit. One row
-    (m = 1) is a matrix-vector product, one pass with no edge kernel.
+    development CPU (AMD EPYC with AVX-512, MKL through torch) a GEMM of 3 or 7 rows took 8-67 %
+    longer than one of 4 or 8 (``benchmarks/cpu_timing_effects.py --only rows``, two runs).
+    Which ``b`` matters is left to the fit. One row (m = 1) is a matrix-vector product, one
+    pass with no edge kernel.
     """
     m, nk = _col(frame, "m"), _col(frame, "n") * _col(frame, "k")
     below = np.where(m < REGISTER_BLOCKS[0], m - 1, 0.0) * nk  # rows below one block: a pass each

@@ -64,9 +64,9 @@ def aggregate_repeats(frame: pd.DataFrame, kind: str, target: str) -> pd.DataFra
     the operator's cost plus whatever other processes added while that pass measured it (cache
     and memory-bandwidth contention, which the thread's CPU time still counts). That addition is
     never negative, so the least disturbed pass is the smallest (Chen and Revels, "Robust
-    benchmarking in noisy environments", HPEC 2016). Measured on the two-core
-    development host, three passes of the tiny model: a median of three still kept shapes that
-    two passes had measured 20-50 % slow.
+    benchmarking in noisy environments", HPEC 2016). On the two-core development host, with
+    three passes of the tiny model, a median of three still kept shapes that two of the passes
+    had measured slow.
     """
     keys = ["operator", "implementation", "dtype", "tp", *SHAPE_COLUMNS[kind]]
     agg = frame.groupby(keys, sort=True).agg(**{target: (target, "min"),
@@ -222,8 +222,8 @@ def _snap_to_measured(kind: str, predicted: np.ndarray, grid: pd.DataFrame, rows
     A measured shape is priced by what was measured there (``rows``: one aggregated row per
     shape); the fitted model fills in between. The selected model is the one that predicts
     unmeasured shapes best, which need not pass through every measured one: on the CPU, GEMMs of
-    2 and 3 rows run kernels no other row count runs, and the linear model missed its own
-    measurement at 3 rows by 23 % (small Llama, gate/up projection).
+    2 and 3 rows run kernels no other row count runs, and the linear model chosen for the small
+    Llama's gate/up projection did not pass through its own measurement at 3 rows.
     """
     from profiler import features
 

@@ -64,8 +64,8 @@ class LayerStack:
         num_blocks = self.blocks_per_request * max_requests
         # Blocks in a seeded random order: after a while of admissions and frees a serving
         # engine's free-block queue hands out scattered blocks, and the profiler times attention
-        # over shuffled block tables too (on the CPU, scattered 16-token blocks read 2x slower
-        # than contiguous ones: measured, decode of 64 requests x 600 tokens, tiny model).
+        # over shuffled block tables too (on the CPU, decode attention over scattered 16-token
+        # blocks took up to 1.4x as long as over contiguous ones: benchmarks/cpu_timing_effects.py).
         self.block_order = torch.randperm(num_blocks, generator=gen).tolist()
         self.k_caches = [w(num_blocks, block_size, self.kv_heads, d) for _ in self.layers]
         self.v_caches = [w(num_blocks, block_size, self.kv_heads, d) for _ in self.layers]

@@ -381,9 +381,9 @@ class Builder:
 
         While copies are built, all of them draw disjoint blocks from one pool shuffled as a
         whole, as the requests of a serving engine hold blocks scattered over one large KV
-        cache: each copy's blocks lie all over the pool (on the CPU, decode attention over 16
-        requests x 256 tokens took 15 % longer with blocks scattered over a 64 MiB pool than over
-        just the blocks it reads; measured, tiny model).
+        cache: each copy's blocks lie all over the pool (on the CPU, decode attention took up to
+        43 % longer with its blocks scattered over a pool four times larger than over just the
+        blocks it reads: ``benchmarks/cpu_timing_effects.py --only blocks``).
         """
         per_seq = max(1, math.ceil(context / block_size))
         num_blocks = num_seqs * per_seq

@@ -54,8 +54,9 @@ def token_counts(max_tokens: int, points_per_octave: int = 4, tile: int = 64, de
 
     Every count up to ``dense_below`` is measured too: at a handful of rows GEMM kernels change
     path with every row (a matrix-vector product for one row; on CPUs the rows left over from
-    4-, 8- or 16-row register blocks run separate edge kernels, so 3 rows took 36 % longer than
-    4 in a measured float32 GEMM of 2 x 2048 x 512; on GPUs split-K and GEMV-like kernels), and
+    4-, 8- or 16-row register blocks run separate edge kernels, so 3 rows took 41-67 % longer
+    than 4 in a float32 GEMM of 2 x 2048 x 512, ``benchmarks/cpu_timing_effects.py``; on GPUs
+    split-K and GEMV-like kernels), and
     the fit needs several examples of each remainder.
 
     Raises:

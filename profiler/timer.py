@@ -67,10 +67,9 @@ def steady_host_allocator() -> dict[str, int] | None:
     to fresh ``mmap`` pages and returns them to the system on free (mallopt(3),
     "M_MMAP_THRESHOLD"), so such a temporary faults its pages in (kernel time, counted in the
     thread's CPU time) on every call, and whether it does depends on the largest block freed so
-    far. Measured on the CPU: the tiny model's prefill attention varied by up to 4x between
-    two passes of the same sweep, and decode attention over 64 requests x 768 tokens of the
-    small Llama (50 MB gathered K and V) took 72 ms per call against 28 ms with its
-    temporaries reused. ``M_MMAP_MAX = 0`` serves every block from the heap (glibc still
+    far. Measured on the CPU (``benchmarks/cpu_timing_effects.py --only allocator``, two runs):
+    decode attention over 64 requests x 768 tokens of the small Llama (50 MB of gathered K and
+    V) took 73-96 ms per call against 28 ms with its temporaries reused. ``M_MMAP_MAX = 0`` serves every block from the heap (glibc still
     falls back to ``mmap`` when the heap cannot grow) and a 1 GiB trim threshold keeps freed
     memory for the next call: the steady state of a long-running serving process, which reuses
     its memory (CPU serving stacks preload tcmalloc or jemalloc for the same reason).
