@@ -19,6 +19,18 @@ def make_request(request_id: int = 0, prompt: int = 10, output: int = 3, arrival
     return Request(request_id=request_id, arrival_time=float(request_id) if arrival is None else arrival, num_prompt_tokens=prompt, num_output_tokens=output)
 
 
+def run_step(scheduler, now: float):
+    """Schedule one step at ``now`` (it must find work), finish it 1 s later: (batch, finished requests)."""
+    batch = scheduler.schedule(now)
+    assert batch is not None
+    return batch, scheduler.on_step_end(batch, now + 1.0)
+
+
+def ids(requests) -> list[int]:
+    """The requests' ids, in order."""
+    return [r.request_id for r in requests]
+
+
 @pytest.fixture
 def azure_conv() -> Path:
     if not AZURE_CONV.is_file():

@@ -4,22 +4,12 @@ from simulator.kv_cache import BlockManager
 from simulator.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.static import StaticScheduler
-from tests.conftest import make_request
+from tests.conftest import ids, make_request, run_step
 
 
 def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, max_num_batched_tokens=64, max_model_len=16):
     config = SchedulerConfig(name="static", max_num_seqs=max_num_seqs, block_size=block_size, watermark=0.0)
     return StaticScheduler(config, BlockManager(num_blocks, block_size, 0.0), max_num_batched_tokens, max_model_len)
-
-
-def run_step(s, now):
-    batch = s.schedule(now)
-    assert batch is not None
-    return batch, s.on_step_end(batch, now + 1.0)
-
-
-def ids(requests):
-    return [r.request_id for r in requests]
 
 
 def test_batch_is_capped_by_max_num_seqs_and_max_length_reservations():

@@ -9,22 +9,12 @@ from simulator.request import RequestStatus
 from simulator.scenario import SchedulerConfig, load_scenario
 from simulator.schedulers.sarathi import SarathiScheduler
 from simulator.schedulers.vllm import VLLMScheduler
-from tests.conftest import make_request
+from tests.conftest import ids, make_request, run_step
 
 
 def vllm(num_blocks=4, cpu_blocks=10, block_transfer_s=0.5):
     config = SchedulerConfig(block_size=4, watermark=0.0, preemption_mode="swap")
     return VLLMScheduler(config, BlockManager(num_blocks, 4, 0.0), 16, 64, SwapSpace(cpu_blocks, block_transfer_s))
-
-
-def run_step(s, now):
-    batch = s.schedule(now)
-    assert batch is not None
-    return batch, s.on_step_end(batch, now + 1.0)
-
-
-def ids(requests):
-    return [r.request_id for r in requests]
 
 
 def test_swap_space_of_llama_3_8b_on_h100():

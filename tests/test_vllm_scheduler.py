@@ -4,19 +4,12 @@ from simulator.kv_cache import BlockManager
 from simulator.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.vllm import VLLMScheduler
-from tests.conftest import make_request
+from tests.conftest import make_request, run_step
 
 
 def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, max_num_batched_tokens=32, watermark=0.0):
     config = SchedulerConfig(max_num_seqs=max_num_seqs, block_size=block_size, watermark=watermark)
     return VLLMScheduler(config, BlockManager(num_blocks, block_size, watermark), max_num_batched_tokens, max_model_len=64)
-
-
-def run_step(s, now):
-    batch = s.schedule(now)
-    assert batch is not None
-    finished = s.on_step_end(batch, now + 1.0)
-    return batch, finished
 
 
 def test_prefill_batch_formed_under_token_budget():

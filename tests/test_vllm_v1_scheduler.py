@@ -9,23 +9,12 @@ from simulator.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.vllm import VLLMScheduler
 from simulator.schedulers.vllm_v1 import VLLMV1Scheduler
-from tests.conftest import make_request
+from tests.conftest import ids, make_request, run_step
 
 
 def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, max_num_batched_tokens=16, **config):
     config = SchedulerConfig(name="vllm_v1", max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, block_size=block_size, **config)
     return VLLMV1Scheduler(config, BlockManager(num_blocks, block_size, 0.0), max_num_batched_tokens or 100_000, max_model_len=64)
-
-
-def run_step(s, now):
-    batch = s.schedule(now)
-    assert batch is not None
-    finished = s.on_step_end(batch, now + 1.0)
-    return batch, finished
-
-
-def ids(requests):
-    return [r.request_id for r in requests]
 
 
 def test_long_prompt_is_chunked_to_the_budget_left():
