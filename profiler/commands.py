@@ -124,3 +124,28 @@ def run_fit(profile_dir: Path, folds: int, target: str, html: bool, progress: bo
     if not profile_dir.is_dir():
         raise ScenarioError(str(profile_dir), "", ..., "profile folder not found", "give the --out folder of `servesim profile`")
     return fit_bundle(profile_dir, folds=folds, html=html, progress=progress, target=target)
+
+
+def run_import(source_spec: str, model: str, tp: str, out: Path, fit: bool) -> dict[str, Any]:
+    """``servesim profile import``: write the bundle of ``source_spec`` for ``model`` at ``tp`` into ``out`` (and fit it).
+
+    Returns:
+        ``{"out", "provenance", "fit"}``: the folder, provenance.json and the fit report (None
+        with ``fit=False``).
+
+    Raises:
+        ScenarioError: a bad option, an unknown source, a missing package or file, a table that
+            cannot be read.
+    """
+    from profiler.imports import import_profile
+    from profiler.imports.bundle_writer import read_provenance
+
+    spec = resolve_model(model)
+    tps = parse_tps(tp, spec)
+    root = import_profile(source_spec, spec, tps, out, source="servesim profile import", field="SOURCE")
+    report = None
+    if fit:
+        from profiler.fit import fit_bundle
+
+        report = fit_bundle(root, html=True)
+    return {"out": root, "provenance": read_provenance(root), "fit": report}

@@ -183,6 +183,9 @@ class ImportedBundle:
         # filled streaming kernels (else the fastest computing kernel among the bundle's rows).
         self.kernel_floor_s: float | None = None
         self.filled: dict[str, dict[str, Any]] = {}
+        # Operators the source times inside another one (``{"kv_cache_write": "attention"}``: vLLM's
+        # attention layer writes the KV cache itself): never filled, priced as 0 by the simulator.
+        self.fused: dict[str, str] = {}
         self.notes: list[str] = []
 
     # -- adding rows -------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class ImportedBundle:
         cal = self.calibrations()
         b = DTYPE_BYTES[self.dtype]
         for op in OPERATORS.values():
-            if op.name in ("all_reduce", "quantize_activations"):
+            if op.name in ("all_reduce", "quantize_activations") or op.name in self.fused:
                 continue  # the link model prices an unmeasured all-reduce; quantized GEMMs come with their own
             for tp in self.tps if op.tp_dependent else self.tps[:1]:
                 if self.has(op.name, tp if op.tp_dependent else None):
@@ -300,7 +303,7 @@ class ImportedBundle:
         bundle.write_json(self.out / bundle.MANIFEST, {
             "format": bundle.FORMAT_VERSION, "model": bundle.model_fields(self.model), "tensor_parallel_sizes": list(self.tps),
             "device": "cuda", "dtype": self.dtype, "threads": None, "quantizations": self.quantizations(), "sweep": None,
-            "imported_from": self.source.spec,
+            "imported_from": self.source.spec, "fused": self.fused,
         })
         bundle.write_json(self.out / bundle.DEVICE, {
             "device": "cuda", "name": self.source.device_name, "num_compute_units": self.num_compute_units,
@@ -318,7 +321,7 @@ class ImportedBundle:
             "source": self.source.spec, "kind": self.source.kind, "device_name": self.source.device_name, "licence": self.source.licence,
             "url": self.source.url, "details": self.source.details, "imported_at": imported_at, "gpu_spec": self.gpu.name,
             "operators": {k: {"rows": dict(v), "implementations": sorted(impls[k])} for k, v in sorted(per_op.items())},
-            "filled": self.filled,
+            "filled": self.filled, "fused": self.fused,
             "calibration": {k: (None if c is None else {"flops_efficiency": c.flops_efficiency, "bandwidth_efficiency": c.bandwidth_efficiency,
                                                         "floor_s": c.floor_s, "calibrated_on": list(c.calibrated_on), "num_rows": c.num_rows})
                             for k, c in cal.items()},

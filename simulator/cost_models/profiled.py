@@ -234,12 +234,16 @@ class ProfiledCostModel:
             if quantization in ("w8a8", "fp8"):
                 self.layer_operators.append((f"quantize_activations:{op}", 1, one_d(table("quantize_activations", quantization, k), lambda m, k=k: roof.elementwise_time(m * k * (b + 1)))))
         e = roof.elementwise_time
-        self.layer_operators += [
-            ("add_rmsnorm", 2, one_d(table("add_rmsnorm", self.dtype), lambda m: e(4 * m * h * b))),
-            ("rotary", 1, one_d(table("rotary", self.dtype), lambda m: e(2 * m * (q_width + kv_width) * b))),
-            ("kv_cache_write", 1, one_d(table("kv_cache_write", self.dtype), lambda m: e(2 * m * 2 * kv_width * b))),
-            ("silu_mul", 1, one_d(table("silu_mul", self.dtype), lambda m: e(3 * m * inter * b))),
+        # Operators an imported bundle's source timed inside another (vLLM's attention layer
+        # writes the KV cache itself) cost nothing on their own.
+        self.fused: dict[str, str] = dict(manifest.get("fused") or {})
+        elementwise = [
+            ("add_rmsnorm", 2, lambda m: e(4 * m * h * b)),
+            ("rotary", 1, lambda m: e(2 * m * (q_width + kv_width) * b)),
+            ("kv_cache_write", 1, lambda m: e(2 * m * 2 * kv_width * b)),
+            ("silu_mul", 1, lambda m: e(3 * m * inter * b)),
         ]
+        self.layer_operators += [(op, count, one_d(table(op, self.dtype), roof_fn)) for op, count, roof_fn in elementwise if op not in self.fused]
         self.all_reduce_measured = tp > 1 and f"all_reduce|{self.dtype}|tp{tp}/values" in arrays
         if self.all_reduce_measured:
             self.all_reduce = one_d(f"all_reduce|{self.dtype}|tp{tp}", lambda m: roof.all_reduce_time(m * h * b))
