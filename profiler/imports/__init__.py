@@ -127,9 +127,11 @@ def named_profile(value: str, model: ModelSpec, tp: int, source: str = "<scenari
     """
     parsed = split(value)
     assert parsed is not None, value
-    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in parsed[1])[-60:].strip("-")
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "._-" else "-" for c in text)[-48:].strip("-.")
+
     root = cache_root()
-    final = root / f"{parsed[0]}-{slug}-{model.name}-tp{tp}-{_key(value, model, tp, base)}"
+    final = root / f"{parsed[0]}-{slug(parsed[1])}-{slug(Path(model.name).stem)}-tp{tp}-{_key(value, model, tp, base)}"
     if (final / "runtime_model.json").is_file():
         return final
     from profiler.fit import fit_bundle

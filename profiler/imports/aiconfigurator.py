@@ -38,6 +38,7 @@ bundle fills them from the roofline calibrated on the system's own kernels
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,19 @@ _GEMM_DTYPES = {"bfloat16": "bfloat16", "fp8": "fp8"}  # aiconfigurator gemm_dty
 
 
 def package_root(source: str = "--source") -> Path:
-    """The installed package's ``systems`` folder.
+    """The ``systems`` folder: ``$AICONFIGURATOR_SYSTEMS`` when set (another copy of the
+    database, e.g. a source checkout's ``src/aiconfigurator/systems``), else the installed package's.
 
     Raises:
-        ScenarioError: aiconfigurator-core is not installed.
+        ScenarioError: aiconfigurator-core is not installed (and no folder is set), or the set
+            folder does not exist.
     """
+    override = os.environ.get("AICONFIGURATOR_SYSTEMS")
+    if override:
+        path = Path(override).expanduser()
+        if not (path / "data").is_dir():
+            raise ScenarioError("AICONFIGURATOR_SYSTEMS", "", override, "has no data/ folder of aiconfigurator systems", "point it at an aiconfigurator systems folder, or unset it")
+        return path
     try:
         import aiconfigurator_core
     except ImportError:
@@ -77,6 +86,7 @@ def package_root(source: str = "--source") -> Path:
 
 
 def package_version() -> str | None:
+    """The installed aiconfigurator-core version (None when not installed)."""
     import importlib.metadata
 
     try:

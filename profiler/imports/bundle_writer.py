@@ -134,10 +134,14 @@ class ClassCalibration:
     calibrated_on: tuple[str, ...]
     num_rows: int
 
-    def time(self, flops: float, nbytes: float, gpu: GPUSpec, defaults: RooflineConfig) -> float:
-        """The roofline time (s) of ``flops`` and ``nbytes`` at these efficiencies plus the floor."""
-        e_f = self.flops_efficiency or defaults.gemm_flops_efficiency
-        e_b = self.bandwidth_efficiency or defaults.elementwise_bandwidth_efficiency
+    def time(self, flops: float, nbytes: float, gpu: GPUSpec) -> float:
+        """The roofline time (s) of ``flops`` and ``nbytes`` at these efficiencies plus the floor.
+
+        A class the source never timed on one side of the ridge borrows the other side's
+        efficiency (streaming classes have no FLOPs, so theirs never matters).
+        """
+        e_f = self.flops_efficiency or self.bandwidth_efficiency or 1.0
+        e_b = self.bandwidth_efficiency or self.flops_efficiency or 1.0
         return max(flops / (gpu.bf16_flops * e_f), nbytes / (gpu.memory_bandwidth * e_b)) + self.floor_s
 
 
@@ -267,7 +271,7 @@ class ImportedBundle:
                     shapes = [(1, n, ctx, d.q_heads, d.kv_heads, d.head_dim, sweep.block_size) for n, ctx in sweep.prefill_grid(self.model.max_position_embeddings)]
                 for shape in shapes:
                     f, nb = counts(op.kind, op.name, shape, self.dtype, b)
-                    self.add(op.kind, op.name, "roofline", tp, shape, c.time(f, nb, self.gpu, defaults), "filled")
+                    self.add(op.kind, op.name, "roofline", tp, shape, c.time(f, nb, self.gpu), "filled")
                 self.filled[op.name] = {
                     "origin": "filled", "class": klass, "flops_efficiency": c.flops_efficiency, "bandwidth_efficiency": c.bandwidth_efficiency,
                     "floor_s": c.floor_s, "calibrated_on": list(c.calibrated_on), "gpu_spec": self.gpu.name,
