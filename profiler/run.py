@@ -29,7 +29,8 @@ from profiler.sweeps import SweepConfig
 from profiler.timer import Timing, steady_host_allocator, time_cpu, time_cuda
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
-from simulator.specs.gpu import GPUS, GPUSpec
+from simulator.specs.gpu import GPUSpec
+from simulator.specs.gpu_file import resolve_gpu
 from simulator.specs.model import ModelSpec
 
 
@@ -83,13 +84,20 @@ class DeviceLost(Exception):
     """The GPU is unusable after an operator failed (a sticky CUDA error): the run must stop."""
 
 
+# (words all in the device name, bundled GPU): the first match wins, so the more specific first
+# ("NVIDIA H100 PCIe" before any H100; "NVIDIA L40S" before "NVIDIA L4").
+_DEVICE_GPUS = (
+    (("h200",), "h200"), (("h100", "pcie"), "h100-pcie"), (("h100",), "h100-sxm"), (("a100", "pcie"), "a100-80gb-pcie"),
+    (("a100", "40gb"), "a100-40gb-sxm"), (("a100",), "a100-80gb-sxm"), (("l40s",), "l40s"), (("l4",), "l4"),
+    (("rtx pro 6000",), "rtx-pro-6000-server"), (("b300",), "b300"), (("b200",), "b200"), (("4090",), "rtx-4090"),
+)
+
+
 def gpu_spec_for(name: str) -> GPUSpec:
     """The datasheet entry closest to a device name (``NVIDIA H100 80GB HBM3`` -> h100-sxm); H100 otherwise."""
     lowered = name.lower()
-    for key, spec in (("h200", "h200"), ("h100", "h100-sxm"), ("a100", "a100-80gb-sxm"), ("l40s", "l40s"), ("b200", "b200"), ("4090", "rtx-4090")):
-        if key in lowered:
-            return GPUS[spec]
-    return GPUS["h100-sxm"]
+    spec = next((gpu for words, gpu in _DEVICE_GPUS if all(w in lowered for w in words)), "h100-sxm")
+    return resolve_gpu(spec, "device", "name")
 
 
 def link_model_timing(tp: int, nbytes: float, gpu: GPUSpec) -> Timing:

@@ -141,11 +141,12 @@ def list_specs() -> None:
         models.add_row(name, str(m.num_layers), str(m.hidden_size), f"{m.num_attention_heads} / {m.num_kv_heads}", f"{m.num_params / 1e9:.2f}", f"{m.max_position_embeddings:,}")
     console.print(models)
     gpus = Table(title="GPUs (dense peaks)")
-    for col in ("name", "BF16 TFLOPS", "FP8 TFLOPS", "INT8 TOPS", "memory GB", "HBM TB/s", "link GB/s/dir"):
+    for col in ("name", "BF16 TFLOPS", "FP8 TFLOPS", "INT8 TOPS", "memory GB", "HBM TB/s", "link", "link GB/s/dir"):
         gpus.add_column(col)
     for g in GPUS.values():
-        gpus.add_row(g.name, f"{g.bf16_flops / 1e12:g}", "-" if g.fp8_flops is None else f"{g.fp8_flops / 1e12:g}", f"{g.int8_ops / 1e12:g}", f"{g.memory_bytes / 1e9:g}", f"{g.memory_bandwidth / 1e12:g}", f"{g.link_bandwidth / 1e9:g}")
+        gpus.add_row(g.name, f"{g.bf16_flops / 1e12:g}", "-" if g.fp8_flops is None else f"{g.fp8_flops / 1e12:g}", f"{g.int8_ops / 1e12:g}", f"{g.memory_bytes / 1e9:g}", f"{g.memory_bandwidth / 1e12:g}", g.link_kind, f"{g.link_bandwidth / 1e9:g}")
     console.print(gpus)
+    console.print("hardware.gpu also takes a GPU spec .yaml file (example: scenarios/gpus/example-gpu.yaml)")
     console.print("schedulers: " + ", ".join(SCHEDULERS))
     console.print("routers: " + ", ".join(ROUTERS))
 

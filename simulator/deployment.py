@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from simulator.errors import ScenarioError
 from simulator.scenario import PoolConfig, Scenario
-from simulator.specs.gpu import GPUS, GPUSpec
+from simulator.specs.gpu import GPUSpec
+from simulator.specs.gpu_file import resolve_gpu
 from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
 
 GIB = 1024**3
@@ -132,14 +133,12 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     blocks = that / (2 x block_size x layers per stage x KV heads per GPU x head_dim x bytes).
 
     Raises:
-        ScenarioError: unknown model or GPU; a TP degree that does not divide the attention
+        ScenarioError: unknown model or GPU, or a bad GPU spec file; a TP degree that does not divide the attention
             heads, KV heads or MLP width; more stages than layers; a model that does not fit;
             zero KV blocks; a context longer than the KV cache; a token budget below the context.
     """
     model = resolve_model(scenario, source)
-    gpu = GPUS.get(scenario.hardware.gpu.lower())
-    if gpu is None:
-        raise ScenarioError(source, "hardware.gpu", scenario.hardware.gpu, "unknown GPU", f"use one of {', '.join(GPUS)}")
+    gpu = resolve_gpu(scenario.hardware.gpu, source)
     tp, pp, field = _parallelism(scenario, role)
     if model.num_attention_heads % tp:
         options = [n for n in range(1, model.num_attention_heads + 1) if model.num_attention_heads % n == 0 and (model.num_kv_heads % n == 0 or n % model.num_kv_heads == 0)]

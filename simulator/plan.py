@@ -67,7 +67,7 @@ from simulator.scenario import (
 )
 from simulator.schedulers import SCHEDULERS
 from simulator.simulation import simulate
-from simulator.specs.gpu import GPUS
+from simulator.specs.gpu_file import is_gpu_file, resolve_gpu
 from simulator.specs.model import bundled_model_names
 from simulator.specs.prices import GPU_PRICES
 from simulator.workload import load_workload
@@ -331,13 +331,10 @@ def load_plan(path: str | Path) -> Plan:
         raise _plan_error(source, e) from None
 
     search = config.search
-    for i, gpu in enumerate(search.gpus):
-        if gpu.lower() not in GPUS:
-            raise ScenarioError(source, f"search.gpus.{i}", gpu, "unknown GPU", f"use one of {', '.join(GPUS)}")
+    for i, gpu in enumerate(search.gpus):  # a bundled name or a GPU spec file relative to the plan
+        resolve_gpu(gpu, source, f"search.gpus.{i}", base_dir)
     for gpu in list(config.prices) + list(config.limits.gpus_available):
-        if gpu.lower() not in GPUS:
-            field = "prices" if gpu in config.prices else "limits.gpus_available"
-            raise ScenarioError(source, f"{field}.{gpu}", gpu, "unknown GPU", f"use one of {', '.join(GPUS)}")
+        resolve_gpu(gpu, source, f"{'prices' if gpu in config.prices else 'limits.gpus_available'}.{gpu}", base_dir)
     prices: dict[str, float] = {}
     for gpu in search.gpus:
         key = gpu.lower()
@@ -477,7 +474,8 @@ def enumerate_candidates(plan: Plan) -> list[Candidate]:
                 continue
             seen.add(key)
         tree = copy.deepcopy(base_tree)
-        tree["hardware"]["gpu"] = gpu
+        written = next(g for g in search.gpus if g.lower() == gpu)  # a spec file's path keeps its case
+        tree["hardware"]["gpu"] = str(Path(plan.source).parent.resolve() / Path(written).expanduser()) if is_gpu_file(written) else gpu
         if search.models:
             tree["model"]["name"], tree["model"]["config"] = model, None
         tree["model"]["quantization"] = quant

@@ -80,7 +80,7 @@ class RooflineConfig:
 class HardwareConfig:
     """Which GPU, and how to price a step on it."""
 
-    gpu: str = "h100-sxm"
+    gpu: str = "h100-sxm"  # a bundled GPU (``servesim list``) or a GPU spec .yaml file (scenarios/gpus/)
     # A profile bundle folder (``servesim profile`` then ``servesim fit``): price steps with the
     # fitted runtime models instead of the roofline (the roofline still extrapolates beyond them).
     profile: str | None = None
@@ -233,6 +233,8 @@ class Scenario:
 _ADAPTER = TypeAdapter(Scenario)
 # Fields that hold file paths: relative paths in a YAML file are relative to that file.
 _PATH_FIELDS = ("model.config", "hardware.profile", "workload.trace", "workload.prompt_tokens.file", "workload.output_tokens.file")
+# hardware.gpu is a bundled GPU name or, ending in one of these, a GPU spec file (a path like the above).
+GPU_FILE_SUFFIXES = (".yaml", ".yml")
 # A bare string stands for the section's main field: `model: llama-3-8b`, `hardware: h100-sxm`.
 _SHORTHANDS = {"model": "name", "hardware": "gpu", "scheduler": "name"}
 
@@ -263,10 +265,12 @@ def _set(tree: dict, path: str, value: Any, source: str, defaults: dict | None =
 
 
 def _resolve_paths(tree: dict, base: Path, only: set[str] | None = None) -> None:
-    for path in _PATH_FIELDS:
+    for path in (*_PATH_FIELDS, "hardware.gpu"):
         if only is not None and path not in only:
             continue
         value = _get(tree, path)
+        if path == "hardware.gpu" and not (isinstance(value, str) and value.lower().endswith(GPU_FILE_SUFFIXES)):
+            continue  # a bundled GPU name
         if isinstance(value, str) and not Path(value).expanduser().is_absolute():
             _set(tree, path, str((base / Path(value).expanduser()).resolve()), "")
 
