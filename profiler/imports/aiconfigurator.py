@@ -199,7 +199,12 @@ def _attention_rows(table, q: int, kv: int, d: int) -> tuple[Any, str, float]:
     Returns (rows, origin, head scale): the scale multiplies their work to the shard's heads
     (attention work and bytes are linear in the heads at a fixed GQA ratio).
     """
-    base = table[(table["head_dim"] == d) & (table["kv_cache_dtype"] == "bfloat16") & (table["window_size"] == 0)]
+    keep = table["head_dim"] == d
+    if "kv_cache_dtype" in table:
+        keep &= table["kv_cache_dtype"] == "bfloat16"
+    if "window_size" in table:  # older collections measured full attention only
+        keep &= table["window_size"] == 0
+    base = table[keep]
     exact = base[(base["num_heads"] == q) & (base["num_key_value_heads"] == kv)]
     if len(exact):
         return exact, "measured", 1.0
@@ -209,6 +214,25 @@ def _attention_rows(table, q: int, kv: int, d: int) -> tuple[Any, str, float]:
     heads = same_ratio["num_heads"].to_numpy()
     nearest = int(heads[np.argmin(np.abs(np.log(heads / q)))])
     return same_ratio[same_ratio["num_heads"] == nearest], "interpolated", q / nearest
+
+
+def _closest_version(folder: Path, version: str, table: str) -> Path | None:
+    """``folder/<v>/table`` for ``v == version``, else the newest ``v`` below it, else the oldest; None if none has it."""
+    from packaging.version import InvalidVersion, Version
+
+    def key(v: str):
+        try:
+            return (0, Version(v))
+        except InvalidVersion:
+            return (1, v)
+
+    have = sorted((p.parent.name for p in folder.glob(f"*/{table}")), key=key)
+    if not have:
+        return None
+    if version in have:
+        return folder / version / table
+    below = [v for v in have if key(v) < key(version)]
+    return folder / (below[-1] if below else have[0]) / table
 
 
 def _interp_loglog(sizes: np.ndarray, times: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -235,15 +259,22 @@ def import_aiconfigurator(spec: str, model: ModelSpec, tps: tuple[int, ...], out
     gpu, raw = system_spec(root, system)
     sweep = sweep or SweepConfig.for_device("cuda")
 
-    def read(path: Path):
+    def read(path: Path, needed: tuple[str, ...]):
         try:
-            return pd.read_parquet(path)
+            frame = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several types for a corrupt or truncated file
             raise ScenarioError(str(path), "", ..., f"cannot be read as a parquet table ({type(e).__name__})", f"reinstall the package: {EXTRA}") from None
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ScenarioError(str(path), missing[0], ..., "column missing from the table", f"reinstall the package: {EXTRA}")
+        return frame
 
     gemm_path = data / "gemm" / framework / version / "gemm_perf.parquet"
     att = data / "attention" / framework / version
-    gemm, ctx, gen = read(gemm_path), read(att / "context_attention_perf.parquet"), read(att / "generation_attention_perf.parquet")
+    attention_columns = ("kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "latency")
+    gemm = read(gemm_path, ("device", "kernel_source", "gemm_dtype", "m", "n", "k", "latency"))
+    ctx = read(att / "context_attention_perf.parquet", (*attention_columns, "step"))
+    gen = read(att / "generation_attention_perf.parquet", (*attention_columns, "step"))
     if gemm.empty or ctx.empty or gen.empty:
         raise ScenarioError(str(gemm_path.parent), "", ..., "holds an empty table", f"reinstall the package: {EXTRA}")
     files = [str(p.relative_to(root)) for p in (gemm_path, att / "context_attention_perf.parquet", att / "generation_attention_perf.parquet")]
@@ -251,7 +282,7 @@ def import_aiconfigurator(spec: str, model: ModelSpec, tps: tuple[int, ...], out
     nccl_dirs = sorted((data / "comm" / "nccl").glob("*/nccl_perf.parquet"))
     wanted_nccl = str(raw.get("misc", {}).get("nccl_version", ""))
     nccl_path = next((p for p in nccl_dirs if p.parent.name == wanted_nccl), nccl_dirs[-1] if nccl_dirs else None)
-    car_path = data / "comm" / framework / version / "custom_allreduce_perf.parquet"
+    car_path = _closest_version(data / "comm" / framework, version, "custom_allreduce_perf.parquet")
     src = Source(spec=f"aiconfigurator:{spec}", kind="aiconfigurator", device_name=device_name, licence="Apache-2.0", url=URL,
                  details={"package": PACKAGE, "package_version": package_version(), "system": system, "framework": framework,
                           "framework_version": version, "files": files, "system_file": f"{system}.yaml"})
@@ -285,13 +316,14 @@ def import_aiconfigurator(spec: str, model: ModelSpec, tps: tuple[int, ...], out
     for tp in [t for t in tps if t > 1]:
         nbytes = tokens * model.hidden_size * 2.0
         tables = []
-        if car_path.is_file():
-            car = read(car_path)
-            car = car[(car["backend"] == "vllm_graph") & (car["num_gpus"] == tp) & (car["message_size"] <= CUSTOM_ALLREDUCE_MAX_BYTES)]
+        if car_path is not None:
+            car = read(car_path, ("kernel_source", "num_gpus", "message_size", "latency"))
+            graph = car["kernel_source"].str.contains("graph") if "backend" not in car else car["backend"] == "vllm_graph"
+            car = car[graph & (car["num_gpus"] == tp) & (car["message_size"] <= CUSTOM_ALLREDUCE_MAX_BYTES)]
             tables.append(("vllm_custom_allreduce", car))
             files.append(str(car_path.relative_to(root)))
         if nccl_path is not None:
-            nccl = read(nccl_path)
+            nccl = read(nccl_path, ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency"))
             nccl = nccl[(nccl["op_name"] == "all_reduce") & (nccl["nccl_dtype"] == "half") & (nccl["num_gpus"] == tp)]
             tables.append(("nccl", nccl))
             files.append(str(nccl_path.relative_to(root)))
@@ -304,6 +336,8 @@ def import_aiconfigurator(spec: str, model: ModelSpec, tps: tuple[int, ...], out
             for m, nb, s in zip(tokens, nbytes, secs):
                 if np.isfinite(s):
                     b.add(ALL_REDUCE, "all_reduce", impl, tp, (int(m), model.hidden_size), float(s), "measured" if int(nb) in measured else "interpolated")
+    if car_path is not None and car_path.parent.name != version:
+        b.note(f"custom all-reduce measured with {framework} {car_path.parent.name} (the closest version collected)")
     src.details["files"] = sorted(set(files))
     if len(ctx["kernel_source"].unique()) > 1:
         b.note(f"context attention measured with {', '.join(sorted(ctx['kernel_source'].unique()))}: the fit keeps the fastest at each shape")
