@@ -242,11 +242,11 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
         console.print(f"{len(result.results)} runs ({num_cached} from the cache) in {result.wall_time_s:.1f} s; results: {result.out}")
 
 
-@main.command(name="profile")
-@click.option("--model", required=True, help="Bundled model name or a path to a Hugging Face config.json.")
+@main.group(name="profile", invoke_without_command=True)
+@click.option("--model", help="Bundled model name or a path to a Hugging Face config.json.")
 @click.option("--tp", default="1", show_default=True, help="TP degrees to profile, comma-separated, e.g. 1,2,4,8.")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True, help="Measure on the GPU (PyTorch and Triton kernels) or the CPU (PyTorch).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Profile bundle folder (created; an existing one is resumed).")
+@click.option("--out", type=click.Path(path_type=Path), help="Profile bundle folder (created; an existing one is resumed).")
 @click.option("--dtype", type=click.Choice(["bfloat16", "float16", "float32"]), default=None, help="Dtype of unquantized operators (default: bfloat16 on cuda, float32 on cpu).")
 @click.option("--quantization", default="auto", show_default=True, help="Quantized GEMMs to add: auto (all on cuda, none on cpu), none, or some of w8a8,w4a16,fp8.")
 @click.option("--budget-minutes", type=click.FloatRange(min=0), default=None, help="Stop before this many minutes; rerun to continue.")
@@ -259,12 +259,21 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU only: torch threads (default: 1).")
 @click.option("--min-time-ms", type=click.FloatRange(min=0), default=50.0, show_default=True, help="CPU only: least timed milliseconds per measurement.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def profile_command(model: str, tp: str, device: str, out: Path, dtype: str | None, quantization: str, budget_minutes: float | None,
+@click.pass_context
+def profile_command(ctx: click.Context, model: str | None, tp: str, device: str, out: Path, dtype: str | None, quantization: str, budget_minutes: float | None,
                     operators: str | None, max_tokens: int | None, points_per_octave: int | None, max_num_seqs: int | None,
                     max_context: int | None, repeats: int | None, threads: int | None, min_time_ms: float, quiet: bool) -> None:
-    """Measure every operator of MODEL over a shape sweep into a profile bundle (resumable)."""
+    """Measure every operator of MODEL over a shape sweep into a profile bundle (resumable).
+
+    `servesim profile import SOURCE ...` imports one from a public kernel database instead.
+    """
     from profiler.commands import run_profile
 
+    if ctx.invoked_subcommand is not None:
+        return
+    for name, value in (("--model", model), ("--out", out)):
+        if value is None:
+            raise click.UsageError(f"Missing option '{name}'.")
     try:
         summary = run_profile(model, tp, device, out, dtype, quantization, budget_minutes, operators, max_tokens,
                               points_per_octave, max_num_seqs, max_context, repeats, threads, min_time_ms, progress=not quiet)
@@ -273,6 +282,72 @@ def profile_command(model: str, tp: str, device: str, out: Path, dtype: str | No
     left = summary.num_planned - summary.num_done_before - summary.num_measured - summary.num_failed
     click.echo(f"{summary.out}: {summary.num_measured} measured now, {summary.num_done_before} before, {summary.num_failed} failed, "
                f"{left} left ({summary.stopped}); next: servesim {'profile ... (same options) to continue' if left else f'fit {summary.out}'}")
+
+
+@profile_command.command(name="import")
+@click.argument("source")
+@click.option("--model", required=True, help="Bundled model name or a path to a Hugging Face config.json.")
+@click.option("--tp", default="1", show_default=True, help="TP degrees to map the tables onto, comma-separated, e.g. 1,2,4,8.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Profile bundle folder (created; an earlier import there is replaced).")
+@click.option("--no-fit", is_flag=True, help="Only write the bundle; `servesim fit` it later.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: bool, quiet: bool) -> None:
+    """Turn a public kernel database into a profile bundle of MODEL.
+
+    SOURCE is aiconfigurator:SYSTEM/FRAMEWORK/VERSION (the aiconfigurator-core package;
+    `servesim list` shows what exists), llmservingsim:FOLDER or vidur:FOLDER.
+    """
+    from profiler.commands import run_import
+
+    try:
+        result = run_import(source, model, tp, out, fit=not no_fit)
+    except ScenarioError as e:
+        _fail(e)
+    if quiet:
+        return
+    prov = result["provenance"]
+    table = Table(title=f"{prov['source']} ({prov['device_name']}) -> {result['out']}")
+    for col in ("operator", "dtype", "TP", "rows", "median %", "P95 %"):
+        table.add_column(col, justify="left" if col in ("operator", "dtype") else "right")
+    fitted: dict[tuple[str, str], dict] = {}
+    for e in (result["fit"] or {}).get("operators", []):
+        fitted.setdefault((e["operator"], e["dtype"]), e)
+    for key, entry in prov["operators"].items():
+        op, dtype, tp_ = key.split("|")
+        origins = "+".join(f"{n}{o[0]}" for o, n in entry["rows"].items())
+        e = fitted.get((op, dtype), {})
+        med, p95 = e.get("median_ape_pct"), e.get("p95_ape_pct")
+        table.add_row(op, dtype, tp_[2:], origins, "-" if med is None else f"{med:.1f}", "-" if p95 is None else f"{p95:.1f}")
+    table.caption = "rows: m measured, i interpolated, f filled, a assumed; held-out error of the fit (K-fold over shapes)"
+    Console().print(table)
+    filled = ", ".join(sorted(prov.get("filled", {}))) or "none"
+    Console().print(f"filled from the roofline calibrated on the source's own kernels (or assumed): {filled}")
+    Console().print(f"use it: --set hardware.profile={result['out']}" + ("" if result["fit"] else f" (after servesim fit {result['out']})"))
+
+
+@profile_command.command(name="compare")
+@click.argument("bundle_a", type=click.Path(path_type=Path))
+@click.argument("bundle_b", type=click.Path(path_type=Path))
+def profile_compare_command(bundle_a: Path, bundle_b: Path) -> None:
+    """Compare two profile bundles of one model operator by operator: the ratio B / A."""
+    from profiler.compare import class_summary, compare_bundles
+
+    try:
+        ratios = compare_bundles(bundle_a, bundle_b)
+    except ScenarioError as e:
+        _fail(e)
+    table = Table(title=f"B / A: {bundle_b} over {bundle_a}")
+    for col in ("operator", "dtype", "TP", "points", "median", "P10", "P90", "filled"):
+        table.add_column(col, justify="left" if col in ("operator", "dtype", "filled") else "right")
+    for r in ratios:
+        table.add_row(r.operator, r.dtype, str(r.tp), str(r.num_points), f"{r.median:.3f}", f"{r.p10:.3f}", f"{r.p90:.3f}", r.filled)
+    Console().print(table)
+    summary = Table(title="per operator class (measured on both sides): the tables' median ratios")
+    for col in ("class", "median", "P90", "tables"):
+        summary.add_column(col)
+    for klass, (med, p90, n) in sorted(class_summary(ratios).items()):
+        summary.add_row(klass, f"{med:.3f}", f"{p90:.3f}", str(n))
+    Console().print(summary)
 
 
 @main.command(name="fit")

@@ -179,9 +179,13 @@ def test_bad_tables_and_a_missing_package_are_one_line_and_exit_code_2(toy, tmp_
     table.write_bytes(b"not a parquet file")
     one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
                    "gemm_perf.parquet", "cannot be read")
-    pd.DataFrame({c: pd.Series(dtype="float64") for c in ("m", "n", "k", "latency")}).assign(device="", gemm_dtype="").to_parquet(table)
+    empty = {c: pd.Series(dtype="float64") for c in ("m", "n", "k", "latency")} | {c: pd.Series(dtype="str") for c in ("device", "kernel_source", "gemm_dtype")}
+    pd.DataFrame(empty).to_parquet(table)
     one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
                    "empty table")
+    pd.DataFrame({"m": [1], "n": [128], "k": [128]}).to_parquet(table)  # no latency column
+    one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
+                   "gemm_perf.parquet", "column missing")
     # No package and no AICONFIGURATOR_SYSTEMS: a stub module that fails to import stands in for a
     # missing install (sitecustomize would be heavier; -c keeps the interpreter the same).
     env.pop("AICONFIGURATOR_SYSTEMS")
@@ -216,3 +220,27 @@ def test_a_real_table_of_the_installed_package(tmp_path, monkeypatch):
     assert set(g[g.dtype == "fp8"].operator) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
     report = fit_bundle(out, html=False)
     assert {e["operator"] for e in report["operators"]} >= {"qkv_proj", "attention_decode", "attention_prefill", "all_reduce"}
+
+
+def test_two_bundles_compare_operator_by_operator(tmp_path, monkeypatch):
+    """A second toy system whose GEMMs are twice as slow: the comparison says 2x for GEMMs, 1x for attention."""
+    from profiler.compare import class_summary, compare_bundles
+
+    fast = write_toy_system(tmp_path / "fast")
+    slow = write_toy_system(tmp_path / "slow")
+    table = slow / "data" / "toy_sxm" / "gemm" / "vllm" / "1.0" / "gemm_perf.parquet"
+    g = pd.read_parquet(table)
+    g["latency"] *= 2.0
+    g.to_parquet(table)
+    monkeypatch.setenv("AICONFIGURATOR_SYSTEMS", str(fast))
+    a = import_profile("aiconfigurator:toy_sxm/vllm/1.0", TINY, (1,), tmp_path / "a")
+    monkeypatch.setenv("AICONFIGURATOR_SYSTEMS", str(slow))
+    b = import_profile("aiconfigurator:toy_sxm/vllm/1.0", TINY, (1,), tmp_path / "b")
+    ratios = {r.operator: r for r in compare_bundles(a, b) if r.dtype == "bfloat16"}
+    assert ratios["qkv_proj"].median == pytest.approx(2.0, rel=0.02)
+    assert ratios["attention_decode"].median == pytest.approx(1.0, rel=0.02)
+    assert ratios["rmsnorm"].filled == "A+B"  # both filled it from the roofline
+    summary = class_summary(list(ratios.values()))
+    assert summary["GEMM"][0] == pytest.approx(2.0, rel=0.02) and "elementwise" not in summary
+    with pytest.raises(ScenarioError, match="not a profile bundle"):
+        compare_bundles(a, tmp_path / "nothing")
