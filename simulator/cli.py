@@ -149,6 +149,25 @@ def list_specs() -> None:
     console.print("hardware.gpu also takes a GPU spec .yaml file (example: scenarios/gpus/example-gpu.yaml)")
     console.print("schedulers: " + ", ".join(SCHEDULERS))
     console.print("routers: " + ", ".join(ROUTERS))
+    _list_profiles(console)
+
+
+def _list_profiles(console: Console) -> None:
+    """The imported profiles ``hardware.profile`` can name (aiconfigurator's, when the package is installed)."""
+    try:
+        from profiler.imports.aiconfigurator import EXTRA, available
+        have = available()
+    except ScenarioError:
+        console.print(f"profiles by name: aiconfigurator:SYSTEM/FRAMEWORK/VERSION needs aiconfigurator-core ({EXTRA}); llmservingsim:FOLDER; vidur:FOLDER")
+        return
+    profiles = Table(title="profiles by name (hardware.profile), from aiconfigurator-core")
+    for col in ("system", "framework", "versions"):
+        profiles.add_column(col)
+    for system, frameworks in have.items():
+        for framework, versions in frameworks.items():
+            profiles.add_row(system, framework, ", ".join(versions))
+    console.print(profiles)
+    console.print("e.g. hardware.profile: aiconfigurator:h100_sxm/vllm/0.24.0; also llmservingsim:FOLDER and vidur:FOLDER (servesim profile import)")
 
 
 @main.command()
