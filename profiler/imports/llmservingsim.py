@@ -54,6 +54,7 @@ leaves the first to the link model and assumes the second, ``bundle_writer``).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -125,10 +126,12 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         _fail(path, "", ..., "file not found", fix)
     try:
-        frame = pd.read_csv(path)
+        with warnings.catch_warnings():  # a row longer than the header is an error, not a shifted index
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, index_col=False)
     except pd.errors.EmptyDataError:
         _fail(path, "", ..., "empty file", fix)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as e:
         _fail(path, "", ..., f"not a readable CSV ({type(e).__name__})", fix)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
