@@ -270,7 +270,7 @@ def import_llmservingsim(folder: Path, model: ModelSpec, tps: tuple[int, ...], o
     arch = str(meta.get("architecture", ""))
     details: dict[str, Any] = {k: meta.get(k) for k in ("profiler_version", "vllm_version", "cuda_version", "hardware", "model", "variant", "architecture")}
     details.update(measured_at=str(meta.get("profiled_at", "")), measurement_iterations=int(meta.get("measurement_iterations", 1)),
-                   block_size=block_size, files=["meta.yaml"], llmservingsim_commit_of_published_profiles="5daddb21a545658d5150b535712d0494584b5278")
+                   block_size=block_size, files=["meta.yaml"])
     src = Source(spec=f"llmservingsim:{folder}", kind="llmservingsim", device_name=str(meta.get("gpu", meta.get("hardware", ""))),
                  licence="MIT", url=URL, details=details)
     b = ImportedBundle(out, model, tps, src, gpu, "bfloat16", sms)

@@ -169,7 +169,8 @@ class _Rows:
     """Adds rows to a bundle after the datasheet check, counting what it leaves out."""
 
     def __init__(self, b: ImportedBundle) -> None:
-        self.b, self.impossible = b, {}
+        self.b = b
+        self.impossible: dict[str, int] = {}
 
     def add(self, kind: str, op: str, tp: int, shape: tuple[int, ...], seconds: float, num_samples: int) -> None:
         if not (seconds > 0 and np.isfinite(seconds)):
