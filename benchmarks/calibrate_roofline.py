@@ -7,7 +7,7 @@ What it does:
     SiLU-and-mul) and compares with the measured median kernel time. It then
 
     1. reports, per GPU and operator class (GEMM compute-bound, GEMM memory-bound, elementwise),
-       the ratio predicted / measured under the current ``RooflineConfig()`` defaults (launch term
+       the ratio predicted / measured under the H100 defaults (``calibration.FALLBACK``: launch term
        set to 0, so the pure roofline is compared), and the achieved efficiency
        (roofline time at efficiency 1 / measured);
     2. fits ``gemm_flops_efficiency``, ``gemm_bandwidth_efficiency``,
@@ -61,10 +61,17 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 
 from simulator.cost_models.roofline import RooflineCostModel  # noqa: E402
 from simulator.scenario import RooflineConfig  # noqa: E402
+from simulator.specs import calibration  # noqa: E402
+from simulator.specs.calibration import FALLBACK  # noqa: E402
 from simulator.specs.gpu import GPUS  # noqa: E402
 from simulator.specs.model import ModelSpec, bundled_model_spec  # noqa: E402
 
 DTYPE_BYTES = 2  # the reference profiles are fp16
+# The H100 defaults (this script's H100 fit), which servesim applies to GPUs without a calibration.
+CURRENT = RooflineConfig(**FALLBACK)
+# Fits never read the calibration file (calibrate_roofline_gpus.py writes it): every price here
+# sets the fields it depends on, and the others take FALLBACK.
+calibration.for_gpu = lambda name: None
 
 # (label, servesim GPU, Vidur folder under compute/, bundled model)
 COMPUTE_SETS = [
@@ -149,7 +156,7 @@ def _servesim_layer(cm: RooflineCostModel, m: int) -> float:
 
 def _check_layer_mapping(spec: ModelSpec, gpu: str) -> str | None:
     """Whether the replicated layer equals layer_token_time minus the KV write (TP 1)."""
-    cm = _model(spec, gpu, 1, RooflineConfig())
+    cm = _model(spec, gpu, 1, CURRENT)
     d, m = Dims.of(cm), 512
     expected = cm.layer_token_time(m) - cm.elementwise_time(2 * m * 2 * d.kv * d.b)
     got = _servesim_layer(cm, m)
@@ -277,8 +284,18 @@ def fit(df: pd.DataFrame, iters: int = 8) -> dict[str, float]:
         pred = np.where(is_gemm, np.maximum(tf / e_f, tb / e_b), tb / e_el) + c
         return (_abs_log_err(pred, y) * w).sum(axis=-1)
 
-    p = {"e_f": 0.7, "e_b": 0.8, "e_el": 0.6, "c": 3e-6}
     grids = {"e_f": EFF_GRID, "e_b": EFF_GRID, "e_el": EFF_GRID, "c": FLOOR_GRID}
+    return coordinate_descent(loss, {"e_f": 0.7, "e_b": 0.8, "e_el": 0.6, "c": 3e-6}, grids, iters)
+
+
+def coordinate_descent(loss: Callable[..., np.ndarray], start: dict[str, float], grids: dict[str, np.ndarray],
+                       iters: int = 8) -> dict[str, float]:
+    """Minimize ``loss(**params)`` one parameter at a time over its grid, ``iters`` sweeps.
+
+    ``loss`` must broadcast: called with one parameter as a column ``grid[:, None]`` it returns
+    one loss per grid value.
+    """
+    p = dict(start)
     for _ in range(iters):
         for k, grid in grids.items():
             p[k] = float(grid[np.argmin(loss(**{**p, k: grid[:, None]}))])
@@ -286,7 +303,7 @@ def fit(df: pd.DataFrame, iters: int = 8) -> dict[str, float]:
 
 
 def config_from_fit(p: dict[str, float], base: RooflineConfig | None = None, **extra: float) -> RooflineConfig:
-    base = base or RooflineConfig()
+    base = base or CURRENT
     return dataclasses.replace(
         base, gemm_flops_efficiency=p["e_f"], gemm_bandwidth_efficiency=p["e_b"],
         elementwise_bandwidth_efficiency=p["e_el"], kernel_launch_s=round(p["c"], 7), **extra,
@@ -305,7 +322,7 @@ def regime_classes(df: pd.DataFrame, cfg: RooflineConfig) -> pd.Series:
 
 
 def operator_table(console: Console, df: pd.DataFrame, fits: dict[str, dict[str, float]]) -> None:
-    cur = RooflineConfig()
+    cur = CURRENT
     df = df.copy()
     df["klass"] = regime_classes(df, cur)
     df["pred_cur"] = predict(df, cur.gemm_flops_efficiency, cur.gemm_bandwidth_efficiency, cur.elementwise_bandwidth_efficiency, 0.0)
@@ -434,9 +451,29 @@ def _ring(d: pd.DataFrame, link_bandwidth: float, eff, latency) -> np.ndarray:
 SIZE_BANDS = (("<=64KB", 0, 64 * 2**10), ("64KB-16MB", 64 * 2**10 + 1, 16 * 2**20 - 1), (">=16MB", 16 * 2**20, np.inf))
 
 
+def ring_joint_fits(ar: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Per GPU (NVSwitch nodes of ``read_all_reduce``), the ring formula's (efficiency, per-hop
+    latency) fitted over p = 2, 4, 8 and all sizes, each octave of size weighing the same."""
+    lat_grid = np.arange(0.0, 15.01e-6, 0.1e-6)
+    out = {}
+    for gpu_name, d in ar[ar.matches_spec].groupby("gpu", sort=False):
+        gpu = GPUS[gpu_name]
+        y = d.measured_s.to_numpy()
+        w = octave_weights(d, ["num_workers"], size_col="size")
+        w = w / w.sum()
+        best = (np.inf, 0.0, 0.0)
+        for e in EFF_GRID:
+            losses = (_abs_log_err(_ring(d, gpu.link_bandwidth, e, lat_grid[:, None]), y) * w).sum(axis=1)
+            i = int(np.argmin(losses))
+            if losses[i] < best[0]:
+                best = (float(losses[i]), float(e), float(lat_grid[i]))
+        out[gpu_name] = best[1:]
+    return out
+
+
 def all_reduce_report(console: Console, ar: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Ring-formula fits per topology and GPU count, and a joint fit per GPU (NVSwitch nodes)."""
-    cur = RooflineConfig()
+    cur = CURRENT
     t = Table(title="All-reduce (NCCL, one node) vs ring formula 2(p-1)/p*S/(link_bw*eff) + 2(p-1)*latency")
     for c in ("topology", "GPUs", "link spec\nGB/s/dir", "eff >=16MB\nmedian", "P10", "P90", "busbw >=16MB\nGB/s",
               "latency/hop\nfit <=64KB (us)", "<=64KB\nmedian (us)", "pred/meas cur\n>=16MB", "pred/meas cur\n<=64KB"):
@@ -463,19 +500,9 @@ def all_reduce_report(console: Console, ar: pd.DataFrame) -> dict[str, dict[str,
     t = Table(title="All-reduce joint fit per GPU (NVSwitch node, p = 2/4/8, all sizes): median |err| by message size")
     for c in ("GPU", "eff", "latency/hop (us)", *(f"{b}\ncurrent" for b, _, _ in SIZE_BANDS), *(f"{b}\nfit" for b, _, _ in SIZE_BANDS)):
         t.add_column(c, justify="left" if c == "GPU" else "right")
-    lat_grid = np.arange(0.0, 15.01e-6, 0.1e-6)
-    for gpu_name, d in ar[ar.matches_spec].groupby("gpu", sort=False):
-        gpu = GPUS[gpu_name]
+    for gpu_name, (e_fit, lat_fit) in ring_joint_fits(ar).items():
+        gpu, d = GPUS[gpu_name], ar[ar.gpu == gpu_name]
         y = d.measured_s.to_numpy()
-        w = octave_weights(d, ["num_workers"], size_col="size")
-        w = w / w.sum()
-        best = (np.inf, 0.0, 0.0)
-        for e in EFF_GRID:
-            losses = (_abs_log_err(_ring(d, gpu.link_bandwidth, e, lat_grid[:, None]), y) * w).sum(axis=1)
-            i = int(np.argmin(losses))
-            if losses[i] < best[0]:
-                best = (float(losses[i]), float(e), float(lat_grid[i]))
-        _, e_fit, lat_fit = best
         out[gpu_name] = {"eff": e_fit, "lat": lat_fit}
         errs = []
         for eff_, lat_ in ((cur.link_bandwidth_efficiency, gpu.link_latency_s), (e_fit, lat_fit)):
@@ -532,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ar_fit = all_reduce_report(console, read_all_reduce(args.profiles))
 
-    current = RooflineConfig()
+    current = CURRENT
     per_gpu = {}
     for label in ("H100", "A100"):
         extra = {"link_bandwidth_efficiency": ar_fit[GPU_OF_LABEL[label]]["eff"]} if GPU_OF_LABEL[label] in ar_fit else {}

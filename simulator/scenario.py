@@ -53,24 +53,26 @@ class ModelConfig:
 class RooflineConfig:
     """Efficiencies of the roofline cost model: achieved fraction of the datasheet peak.
 
-    GEMM, elementwise, link and launch defaults are fitted to measured H100 kernel timings
-    (Vidur's public profiles of Llama-2-7B/70B layers, fp16, cuBLAS; NCCL all-reduce on an
-    H100 DGX) by ``benchmarks/calibrate_roofline.py``; the fitted H100 values are 0.665 GEMM
-    FLOPs, 0.835 GEMM bandwidth, 0.585 elementwise bandwidth, 0.765 link (8 GPUs), 3.4 us floor
-    per kernel plus about 1 us of launch gap. The same fit on A100 gives 0.69 / 0.71 / 0.50 / 0.57:
-    set them in the scenario for A100s. Attention efficiencies are estimates (FlashAttention-2
-    reaches 50-70 % of peak FLOPs in prefill, Dao 2023; paged decode 60-80 % of bandwidth at
-    large batch) until a profile bundle measures them. CPU overheads are estimates of vLLM v0's
-    per-step scheduling, input preparation and sampling work.
+    A field left unset (None) takes the GPU's calibrated value: fitted per GPU to the vLLM
+    kernel tables of NVIDIA's aiconfigurator-core package (GEMM, prefill and decode attention,
+    per-kernel floor; elementwise and link efficiencies derived, labelled as assumptions) by
+    ``benchmarks/calibrate_roofline_gpus.py`` into ``simulator/specs/roofline_calibration.json``
+    (``simulator.specs.calibration``). A GPU without calibration takes the H100 fit to Vidur's
+    profiles (``calibration.FALLBACK``). Attention has a floor of its own: an attention call
+    (split-KV planning, the kernel, the combine) costs several GEMM-sized floors at small
+    shapes. A field set here wins for every GPU; setting ``link_bandwidth_efficiency`` also
+    prices the all-reduce by the ring formula instead of the measured all-reduce fits. CPU
+    overheads are estimates of vLLM v0's per-step scheduling, input preparation and sampling work.
     """
 
-    gemm_flops_efficiency: Fraction = 0.665
-    gemm_bandwidth_efficiency: Fraction = 0.835
-    attention_flops_efficiency: Fraction = 0.55
-    attention_bandwidth_efficiency: Fraction = 0.70
-    elementwise_bandwidth_efficiency: Fraction = 0.585
-    link_bandwidth_efficiency: Fraction = 0.765
-    kernel_launch_s: NonNegativeFloat = 4e-6  # per kernel: 3.4 us floor + launch gap under CUDA graphs
+    gemm_flops_efficiency: Fraction | None = None
+    gemm_bandwidth_efficiency: Fraction | None = None
+    attention_flops_efficiency: Fraction | None = None
+    attention_bandwidth_efficiency: Fraction | None = None
+    elementwise_bandwidth_efficiency: Fraction | None = None
+    link_bandwidth_efficiency: Fraction | None = None
+    kernel_launch_s: NonNegativeFloat | None = None  # per kernel: floor + launch gap under CUDA graphs
+    attention_launch_s: NonNegativeFloat | None = None  # per attention call: its fixed cost, as kernel_launch_s
     cpu_overhead_s: NonNegativeFloat = 1e-3  # per iteration: scheduling, input preparation, sampling
     cpu_overhead_per_request_s: NonNegativeFloat = 1e-5  # per request in the batch
 

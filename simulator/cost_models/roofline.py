@@ -1,18 +1,24 @@
 """Roofline cost model: every operator of a step priced from datasheet peaks.
 
 Each operator costs ``max(FLOPs / (peak * efficiency), bytes / (bandwidth * efficiency))`` plus
-one kernel launch (Williams et al., "Roofline", CACM 2009). A step runs, per layer at the
-tensor-parallel shard shapes of Megatron-LM (Shoeybi et al. 2019, Sec. 3):
+one kernel floor, an attention call a floor of its own (Williams et al., "Roofline", CACM 2009).
+A step runs, per layer at the tensor-parallel shard shapes of Megatron-LM (Shoeybi et al. 2019,
+Sec. 3):
 
     fused add + RMSNorm -> QKV GEMM -> rotary -> KV-cache write -> attention (prefill, decode)
     -> O GEMM -> all-reduce -> fused add + RMSNorm -> gate/up GEMM -> SiLU*mul -> down GEMM
     -> all-reduce
 
 plus the embedding lookup, the final norm, lm_head and sampling for the requests that sample a
-token, pipeline-stage sends, and a per-iteration CPU overhead. The all-reduce follows the ring
-algorithm: ``2 (p - 1) / p * bytes / link bandwidth`` plus ``2 (p - 1)`` hops of link latency
-(Patarasuk & Yuan, JPDC 2009). A step's layers run stage after stage for one batch; pipelining
-several batches across stages is not modelled.
+token, pipeline-stage sends, and a per-iteration CPU overhead. A step's layers run stage after
+stage for one batch; pipelining several batches across stages is not modelled.
+
+Efficiencies and the per-kernel floor are the GPU's calibrated values unless the scenario sets
+them (``simulator.specs.calibration.resolve``). The TP all-reduce of a calibrated GPU is priced
+by alpha-beta fits to its measured vLLM custom all-reduce (below vLLM's 8 MiB limit, where it
+applies: two GPUs or an NVLink group) and NCCL tables, the cheaper of the two where both apply;
+otherwise by the ring algorithm, ``2 (p - 1) / p * bytes / link bandwidth`` plus ``2 (p - 1)``
+hops of link latency (Patarasuk & Yuan, JPDC 2009).
 
 Token-count-only parts are memoized per token count, so pricing a step is a dict lookup plus
 O(1) attention terms for decodes and O(prefills) for prefills.
@@ -24,6 +30,7 @@ import math
 
 from simulator.batch import Batch
 from simulator.scenario import RooflineConfig
+from simulator.specs.calibration import resolve
 from simulator.specs.gpu import GPUSpec
 from simulator.specs.model import ModelSpec
 
@@ -36,7 +43,8 @@ class RooflineCostModel:
         gpu: datasheet numbers of each GPU.
         tensor_parallel_size: GPUs a layer is sharded over.
         pipeline_parallel_size: stages the layers are split into.
-        params: efficiencies, launch and CPU overheads.
+        params: efficiencies, launch and CPU overheads; unset fields take the GPU's calibration
+            (``self.resolved`` holds the values used and where each came from).
         dtype_bytes: bytes per weight, activation and KV element (2 for bf16/fp16).
         quantization: the linear layers' weight quantization: ``none``; ``w8a8`` (int8 weights
             and per-token int8 activations, int8 tensor cores); ``fp8`` (e4m3 weights and
@@ -58,21 +66,26 @@ class RooflineCostModel:
         self.model, self.gpu, self.tp, self.pp, self.params = model, gpu, tp, pipeline_parallel_size, params
         self.dtype_bytes = dtype_bytes
         self.quantization = quantization
+        self.resolved = resolve(params, gpu.name)
+        eff = self.resolved.values
         if quantization == "w8a8":
-            self._linear_flops = gpu.int8_ops * params.gemm_flops_efficiency
+            self._linear_flops = gpu.int8_ops * eff["gemm_flops_efficiency"]
         elif quantization == "fp8":
             assert gpu.fp8_flops is not None, f"{gpu.name} has no FP8 tensor cores"
-            self._linear_flops = gpu.fp8_flops * params.gemm_flops_efficiency
+            self._linear_flops = gpu.fp8_flops * eff["gemm_flops_efficiency"]
         else:
-            self._linear_flops = gpu.bf16_flops * params.gemm_flops_efficiency
+            self._linear_flops = gpu.bf16_flops * eff["gemm_flops_efficiency"]
         # Bytes per weight of the linear layers (int4 adds an fp16 scale and zero per 128 weights).
         self._weight_bytes = {"none": dtype_bytes, "w8a8": 1.0, "fp8": 1.0, "w4a16": 0.5 + 4 / 128}[quantization]
-        self._gemm_flops = gpu.bf16_flops * params.gemm_flops_efficiency
-        self._gemm_bandwidth = gpu.memory_bandwidth * params.gemm_bandwidth_efficiency
-        self._attention_flops = gpu.bf16_flops * params.attention_flops_efficiency
-        self._attention_bandwidth = gpu.memory_bandwidth * params.attention_bandwidth_efficiency
-        self._elementwise_bandwidth = gpu.memory_bandwidth * params.elementwise_bandwidth_efficiency
-        self._link_bandwidth = gpu.link_bandwidth * params.link_bandwidth_efficiency
+        self._gemm_flops = gpu.bf16_flops * eff["gemm_flops_efficiency"]
+        self._gemm_bandwidth = gpu.memory_bandwidth * eff["gemm_bandwidth_efficiency"]
+        self._attention_flops = gpu.bf16_flops * eff["attention_flops_efficiency"]
+        self._attention_bandwidth = gpu.memory_bandwidth * eff["attention_bandwidth_efficiency"]
+        self._elementwise_bandwidth = gpu.memory_bandwidth * eff["elementwise_bandwidth_efficiency"]
+        self._link_bandwidth = gpu.link_bandwidth * eff["link_bandwidth_efficiency"]
+        self._launch_s = eff["kernel_launch_s"]
+        self._attention_launch_s = eff["attention_launch_s"]
+        self._all_reduce = self.resolved.all_reduce
         # Per-GPU head counts; KV heads are replicated when TP exceeds them (vLLM does the same).
         self.q_heads = model.num_attention_heads // tp
         self.kv_heads = max(1, model.num_kv_heads // tp)
@@ -85,7 +98,7 @@ class RooflineCostModel:
         """Time of an [m, k] x [k, n] GEMM (s): 2mkn FLOPs; reads A and B, writes C."""
         flops = 2.0 * m * k * n
         nbytes = (m * k + k * n + m * n) * self.dtype_bytes
-        return max(flops / self._gemm_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+        return max(flops / self._gemm_flops, nbytes / self._gemm_bandwidth) + self._launch_s
 
     def linear_time(self, m: int, k: int, n: int) -> float:
         """Time of a layer's linear projection, [m, k] x [k, n], under the quantization (s).
@@ -101,20 +114,33 @@ class RooflineCostModel:
         flops = 2.0 * m * k * n
         if self.quantization == "w4a16":
             nbytes = m * k * b + k * n * self._weight_bytes + m * n * b
-            return max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+            return max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self._launch_s
         nbytes = m * k + k * n + m * n * b
-        t = max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self.params.kernel_launch_s
+        t = max(flops / self._linear_flops, nbytes / self._gemm_bandwidth) + self._launch_s
         return t + self.elementwise_time(m * k * (b + 1))  # quantize the activations
 
     def elementwise_time(self, nbytes: float) -> float:
         """Time of a memory-bound elementwise kernel moving ``nbytes`` bytes (s)."""
-        return nbytes / self._elementwise_bandwidth + self.params.kernel_launch_s
+        return nbytes / self._elementwise_bandwidth + self._launch_s
 
     def all_reduce_time(self, nbytes: float) -> float:
-        """Ring all-reduce of ``nbytes`` bytes over the TP group (s); 0 without TP."""
+        """All-reduce of ``nbytes`` bytes over the TP group (s); 0 without TP.
+
+        The GPU's measured all-reduce fits where it has them for this TP degree (see the module
+        docstring), else the ring formula over the link.
+        """
         p = self.tp
         if p == 1:
             return 0.0
+        if self._all_reduce is not None:
+            t = self._all_reduce.time(p, nbytes)
+            if t is not None:
+                return t
+        return self.ring_all_reduce_time(nbytes)
+
+    def ring_all_reduce_time(self, nbytes: float) -> float:
+        """Ring all-reduce of ``nbytes`` bytes over the TP group's link (s): bandwidth and per-hop latency."""
+        p = self.tp
         return 2 * (p - 1) / p * nbytes / self._link_bandwidth + 2 * (p - 1) * self.gpu.link_latency_s
 
     def attention_prefill_time(self, new_tokens: list[int], prefix_tokens: list[int]) -> float:
@@ -132,7 +158,7 @@ class RooflineCostModel:
             q_tokens += n
         flops = 4.0 * self.q_heads * d * work
         nbytes = (2 * q_tokens * self.q_heads + 2 * kv_tokens * self.kv_heads) * d * b
-        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self.params.kernel_launch_s
+        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self._attention_launch_s
 
     def attention_decode_time(self, num_requests: int, context_tokens: int) -> float:
         """One layer's decode attention (PagedAttention over the block tables) (s).
@@ -143,7 +169,7 @@ class RooflineCostModel:
         d, b = self.model.head_dim, self.dtype_bytes
         flops = 4.0 * self.q_heads * d * context_tokens
         nbytes = (2 * context_tokens * self.kv_heads + 2 * num_requests * self.q_heads) * d * b
-        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self.params.kernel_launch_s
+        return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self._attention_launch_s
 
     # -- parts of a step -------------------------------------------------------------------
     def layer_token_time(self, num_tokens: int) -> float:
