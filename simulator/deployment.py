@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from simulator.errors import ScenarioError
 from simulator.scenario import PoolConfig, Scenario
-from simulator.specs.gpu import GPUSpec
+from simulator.specs.gpu import GPUS, GPUSpec
 from simulator.specs.gpu_file import resolve_gpu
 from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
 
@@ -164,7 +164,7 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
 
     quantization = scenario.model.quantization
     if quantization == "fp8" and gpu.fp8_flops is None:
-        raise ScenarioError(source, "model.quantization", quantization, f"{gpu.name} has no FP8 tensor cores", "use w8a8 or w4a16 on this GPU, or an FP8-capable GPU (H100, H200, L40S, B200)")
+        raise ScenarioError(source, "model.quantization", quantization, f"{gpu.name} has no FP8 tensor cores", f"use w8a8 or w4a16 on this GPU, or an FP8-capable GPU ({', '.join(g.name for g in GPUS.values() if g.fp8_flops)})")
     weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes, quantization)
     activations = activation_reserve_bytes(model, tp, max_num_batched_tokens, sched.max_num_seqs, dtype_bytes)
     usable = gpu.memory_bytes * sched.gpu_memory_utilization

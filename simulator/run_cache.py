@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import simulator
-from simulator.scenario import _PATH_FIELDS, Scenario, scenario_to_dict
+from simulator.scenario import _PATH_FIELDS, GPU_FILE_SUFFIXES, PROFILE_SOURCE_KINDS, Scenario, scenario_to_dict
 
 __all__ = ["RunCache", "file_fingerprint", "run_key"]
 
@@ -33,8 +33,9 @@ _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 def file_fingerprint(path: str | Path) -> str:
     """sha256 of a file's content, or of a folder's files (relative names and contents).
 
-    Memoized per (path, modification time, size), so a trace is read once per process however
-    many runs use it, and read again after it is edited. A missing path gives ``"missing"``
+    A file's is memoized per (path, modification time, size), so a trace is read once per
+    process however many runs use it, and read again after it is edited (a folder is walked
+    every time; its files are memoized). A missing path gives ``"missing"``
     (the run itself then fails with the usual error).
     """
     path = Path(path)
@@ -42,17 +43,18 @@ def file_fingerprint(path: str | Path) -> str:
         stat = path.stat()
     except OSError:
         return "missing"
+    if path.is_dir():  # never memoized as a whole: editing a file inside leaves the folder's stat alone
+        h = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(child.relative_to(path)).encode() + b"\0" + file_fingerprint(child).encode())
+        return h.hexdigest()
     memo = (str(path), stat.st_mtime_ns, stat.st_size)
     digest = _FINGERPRINTS.get(memo)
     if digest is None:
         h = hashlib.sha256()
-        if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                h.update(str(child.relative_to(path)).encode() + b"\0" + file_fingerprint(child).encode())
-        else:
-            with path.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
         digest = _FINGERPRINTS[memo] = h.hexdigest()
     return digest
 
@@ -82,6 +84,43 @@ def engine_fingerprint() -> str:
     return digest.hexdigest()
 
 
+@functools.cache
+def _profiler_fingerprint() -> str:
+    """sha256 of ``profiler/``'s source (the importers and the fit), read once per process."""
+    digest = hashlib.sha256()
+    root = Path(simulator.__file__).parent.parent / "profiler"
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def named_profile_fingerprint(kind: str, what: str) -> str:
+    """What a named profile's prices depend on: the importers' and the fit's source, and the data.
+
+    The data is the source folder's content (``llmservingsim:``, ``vidur:``) or the installed
+    aiconfigurator-core version (``aiconfigurator:``; ``$AICONFIGURATOR_SYSTEMS`` folds in its
+    folder's content).
+    """
+    import importlib.metadata
+    import os
+
+    digest = hashlib.sha256(f"{kind}:{what}".encode())
+    digest.update(_profiler_fingerprint().encode())
+    if kind == "aiconfigurator":
+        override = os.environ.get("AICONFIGURATOR_SYSTEMS")
+        if override:
+            digest.update(file_fingerprint(override).encode())
+        else:
+            try:
+                digest.update(importlib.metadata.version("aiconfigurator-core").encode())
+            except importlib.metadata.PackageNotFoundError:
+                digest.update(b"not installed")
+    else:
+        digest.update(file_fingerprint(what).encode())
+    return digest.hexdigest()
+
+
 def run_key(scenario: Scenario, extra: dict | None = None) -> str:
     """The cache key of one run: sha256 (hex, 64 characters) of its full configuration.
 
@@ -95,11 +134,18 @@ def run_key(scenario: Scenario, extra: dict | None = None) -> str:
     """
     data = scenario_to_dict(scenario)
     files = {}
-    for field in _PATH_FIELDS:
+    for field in (*_PATH_FIELDS, "hardware.gpu"):
         node: Any = data
         for part in field.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, str):
+        if not isinstance(node, str):
+            continue
+        kind, _, what = node.partition(":")
+        if field == "hardware.gpu" and not node.lower().endswith(GPU_FILE_SUFFIXES):
+            continue  # a bundled GPU: its numbers are engine source
+        if field == "hardware.profile" and kind in PROFILE_SOURCE_KINDS:
+            files[field] = named_profile_fingerprint(kind, what)
+        else:
             files[field] = file_fingerprint(node)
     payload = {"scenario": data, "version": simulator.__version__, "engine": engine_fingerprint(), "files": files, "extra": extra or {}}
     text = json.dumps(_canonical(payload), sort_keys=True, separators=(",", ":"))
