@@ -83,8 +83,10 @@ class HardwareConfig:
     """Which GPU, and how to price a step on it."""
 
     gpu: str = "h100-sxm"  # a bundled GPU (``servesim list``) or a GPU spec .yaml file (scenarios/gpus/)
-    # A profile bundle folder (``servesim profile`` then ``servesim fit``): price steps with the
-    # fitted runtime models instead of the roofline (the roofline still extrapolates beyond them).
+    # A profile bundle folder (``servesim profile`` then ``servesim fit``), or an imported profile
+    # by name (``aiconfigurator:h100_sxm/vllm/0.24.0``, ``llmservingsim:FOLDER``, ``vidur:FOLDER``;
+    # imported and fitted on first use into a cache): price steps with the fitted runtime models
+    # instead of the roofline (the roofline still extrapolates beyond them).
     profile: str | None = None
     roofline: RooflineConfig = dataclasses.field(default_factory=RooflineConfig)
 
@@ -237,6 +239,8 @@ _ADAPTER = TypeAdapter(Scenario)
 _PATH_FIELDS = ("model.config", "hardware.profile", "workload.trace", "workload.prompt_tokens.file", "workload.output_tokens.file")
 # hardware.gpu is a bundled GPU name or, ending in one of these, a GPU spec file (a path like the above).
 GPU_FILE_SUFFIXES = (".yaml", ".yml")
+# hardware.profile may name an imported profile, ``KIND:WHAT`` (profiler/imports/__init__.py).
+PROFILE_SOURCE_KINDS = ("aiconfigurator", "llmservingsim", "vidur")
 # A bare string stands for the section's main field: `model: llama-3-8b`, `hardware: h100-sxm`.
 _SHORTHANDS = {"model": "name", "hardware": "gpu", "scheduler": "name"}
 
@@ -273,6 +277,11 @@ def _resolve_paths(tree: dict, base: Path, only: set[str] | None = None) -> None
         value = _get(tree, path)
         if path == "hardware.gpu" and not (isinstance(value, str) and value.lower().endswith(GPU_FILE_SUFFIXES)):
             continue  # a bundled GPU name
+        if path == "hardware.profile" and isinstance(value, str) and value.partition(":")[0] in PROFILE_SOURCE_KINDS:
+            kind, _, rest = value.partition(":")  # a named profile: only a source folder is a path
+            if kind != "aiconfigurator" and rest and not Path(rest).expanduser().is_absolute():
+                _set(tree, path, f"{kind}:{(base / Path(rest).expanduser()).resolve()}", "")
+            continue
         if isinstance(value, str) and not Path(value).expanduser().is_absolute():
             _set(tree, path, str((base / Path(value).expanduser()).resolve()), "")
 

@@ -126,10 +126,15 @@ def test_an_imported_bundle_fits_and_prices_a_scenario_by_name(toy, tmp_path):
     from simulator.scenario import load_scenario
     from simulator.simulation import simulate
 
+    (tmp_path / "toy-gpu.yaml").write_text(yaml.safe_dump({
+        "memory_gb": 40, "memory_bandwidth_gb_per_s": 1000, "bf16_tflops": 100, "fp8_tflops": 200, "int8_tops": 200,
+        "interconnect": {"kind": "nvlink", "bandwidth_gb_per_s": 100, "latency_s": 1e-5}, "pcie_bandwidth_gb_per_s": 32,
+        "source": "the toy system of this test", "aiconfigurator_system": "toy_sxm",
+    }))
     scenario_file = tmp_path / "s.yaml"
     scenario_file.write_text(yaml.safe_dump({
         "name": "toy", "model": {"config": str(TINY_MODEL_CONFIG), "max_model_len": 1024},
-        "hardware": {"gpu": "h100-sxm", "profile": "aiconfigurator:toy_sxm/vllm/1.0"},
+        "hardware": {"gpu": "toy-gpu.yaml", "profile": "aiconfigurator:toy_sxm/vllm/1.0"},
         "scheduler": {"name": "vllm", "max_num_batched_tokens": 1024},
         "workload": {"num_requests": 20, "arrival": {"process": "poisson", "rate": 5.0},
                      "prompt_tokens": {"distribution": "fixed", "value": 100}, "output_tokens": {"distribution": "fixed", "value": 10}},
@@ -144,6 +149,9 @@ def test_an_imported_bundle_fits_and_prices_a_scenario_by_name(toy, tmp_path):
     stamp = (cached[0] / "runtime_model.json").stat().st_mtime_ns
     again = named_profile("aiconfigurator:toy_sxm/vllm/1.0", result.deployment.model, 1)
     assert again == cached[0] and (again / "runtime_model.json").stat().st_mtime_ns == stamp  # not rebuilt
+    # A bundled GPU of another aiconfigurator system is a mistake, not a silent mix of two GPUs.
+    with pytest.raises(ScenarioError, match="was measured on toy_sxm, but hardware.gpu is h100-sxm"):
+        simulate(load_scenario(scenario_file, ["hardware.gpu=h100-sxm"]), source=str(scenario_file))
 
 
 @pytest.mark.parametrize("spec, words", [
