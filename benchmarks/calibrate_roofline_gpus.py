@@ -47,7 +47,7 @@ Assumptions (each labelled in the file):
   tables time; servesim prices that write apart, so A100's attention fit absorbs one small
   kernel per call.
 
-How to run (about a minute on 2 cores):
+How to run (about two minutes on 2 cores):
     python benchmarks/calibrate_roofline_gpus.py [--profiles PATH] [--out PATH | --no-write]
 """
 
@@ -66,11 +66,13 @@ from calibrate_roofline import (EFF_GRID, FLOOR_GRID, REPO, _abs_log_err, add_ro
                                 octave_weights, pct, read_all_reduce, read_compute, ring_joint_fits)
 from calibrate_roofline_allreduce import CUSTOM_MAX_BYTES, fit_all_reduce, ring_efficiency, vllm_measured
 from calibrate_roofline_allreduce import read_all_reduce as read_tables_all_reduce
-from calibrate_roofline_tables import (PACKAGE, PACKAGE_VERSION, PROXY_OF_GPU, SYSTEM_OF_GPU, add_terms, has_tables, read_attention,
-                                       read_gemm, system_yaml)
+from calibrate_roofline_tables import (PACKAGE, PACKAGE_VERSION, PROXY_OF_GPU, SYSTEM_OF_GPU, attention_model, add_terms, has_tables,
+                                       read_attention, read_gemm, system_yaml)
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from simulator.cost_models.roofline import RooflineCostModel
+from simulator.scenario import RooflineConfig
 from simulator.specs.calibration import CALIBRATION_FILE, FALLBACK, ROOFLINE_FIELDS
 from simulator.specs.gpu import GPUS, GPUSpec
 
@@ -256,7 +258,7 @@ def entry(target: Target, fitted: dict, vidur: dict, h100: dict) -> dict:
             "custom": {str(tp): {"latency_s": round(f.latency_s, 8), "bandwidth": round(f.bandwidth, -6)} for tp, f in sorted(ar.custom.items())},
             "nccl": {str(tp): {"latency_s": round(f.latency_s, 8), "bandwidth": round(f.bandwidth, -6)} for tp, f in sorted(ar.nccl.items())},
         },
-        "fit_error_pct": fitted["errors"],
+        "fit_error_pct": None if target.proxy else fitted["errors"],  # a proxy was never compared with its own GPU
     }
 
 
@@ -280,11 +282,6 @@ def error_report(console: Console, fits: dict[str, dict]) -> None:
 
 
 def all_reduce_report(console: Console, fits: dict[str, dict], vidur: dict) -> None:
-    from calibrate_roofline_tables import _attention_model  # a model shape only sets TP here
-
-    from simulator.cost_models.roofline import RooflineCostModel
-    from simulator.scenario import RooflineConfig
-
     t = _table("All-reduce: alpha-beta fits per TP degree, |pred / measured - 1| %, and the price against what vLLM runs "
                "(custom below 8 MiB where it applies, else NCCL) beside the old ring formula",
                ["GPU", "TP", "fit", "latency\nus", "bandwidth\nGB/s", "fit med", "fit P90", "price med", "price P90",
@@ -295,7 +292,7 @@ def all_reduce_report(console: Console, fits: dict[str, dict], vidur: dict) -> N
             continue
         meas = vllm_measured(rows, f["link_kind"])
         for tp in sorted(fit_ar.nccl):
-            ring = RooflineCostModel(_attention_model(8, 8, 128), f["gpu"], tp, 1, RooflineConfig(**FALLBACK))
+            ring = RooflineCostModel(attention_model(8, 8, 128), f["gpu"], tp, 1, RooflineConfig(**FALLBACK))
             m = meas[meas.tp == tp]
             price = np.array([fit_ar.time(tp, n) for n in m.nbytes])
             ring_t = np.array([ring.ring_all_reduce_time(n) for n in m.nbytes])
@@ -320,7 +317,7 @@ def all_reduce_report(console: Console, fits: dict[str, dict], vidur: dict) -> N
             ab = fits[name]["all_reduce"].nccl.get(int(tp))
             if ab is None:
                 continue
-            ring = RooflineCostModel(_attention_model(8, 8, 128), fits[name]["gpu"], int(tp), 1, RooflineConfig(**FALLBACK))
+            ring = RooflineCostModel(attention_model(8, 8, 128), fits[name]["gpu"], int(tp), 1, RooflineConfig(**FALLBACK))
             y = d.measured_s.to_numpy()
             rel = np.abs(ab.time(d["size"].to_numpy(float)) / y - 1) * 100
             rel_r = np.abs(np.array([ring.ring_all_reduce_time(n) for n in d["size"]]) / y - 1) * 100

@@ -187,7 +187,7 @@ _UNIT = dict(gemm_flops_efficiency=1.0, gemm_bandwidth_efficiency=1.0, attention
              attention_bandwidth_efficiency=1.0, kernel_launch_s=0.0, attention_launch_s=0.0)
 
 
-def _attention_model(q_heads: int, kv_heads: int, head_dim: int) -> ModelSpec:
+def attention_model(q_heads: int, kv_heads: int, head_dim: int) -> ModelSpec:
     """A one-layer model whose TP-1 attention has these per-GPU head counts (the tables' shapes)."""
     h = q_heads * head_dim
     return ModelSpec(name=f"attention {q_heads}/{kv_heads}x{head_dim}", num_layers=1, hidden_size=h, intermediate_size=h,
@@ -209,9 +209,9 @@ def add_terms(df: pd.DataFrame, gpu: GPUSpec) -> pd.DataFrame:
     df = df.reset_index(drop=True)
     t_flops, t_bytes = np.zeros(len(df)), np.zeros(len(df))
     gemm = df.op == "gemm"
-    parts = [(_attention_model(1, 1, 128), "gemm", df[gemm])]  # a GEMM's price needs no model shape
+    parts = [(attention_model(1, 1, 128), "gemm", df[gemm])]  # a GEMM's price needs no model shape
     if (~gemm).any():
-        parts += [(_attention_model(*map(int, shape)), "attention", part)
+        parts += [(attention_model(*map(int, shape)), "attention", part)
                   for shape, part in df[~gemm].groupby(["q_heads", "kv_heads", "head_dim"])]
     for spec, kind, part in parts:
         cm_f = RooflineCostModel(spec, gpu, 1, 1, RooflineConfig(**{**_UNIT, f"{kind}_flops_efficiency": 1 / _HUGE}))
