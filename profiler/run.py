@@ -101,8 +101,10 @@ def gpu_spec_for(name: str) -> GPUSpec:
 
 
 def link_model_timing(tp: int, nbytes: float, gpu: GPUSpec) -> Timing:
-    """The ring all-reduce priced as the roofline does (``RooflineCostModel.all_reduce_time``)."""
-    bandwidth = gpu.link_bandwidth * RooflineConfig().link_bandwidth_efficiency
+    """The ring all-reduce over ``gpu``'s link at its calibrated link efficiency (``RooflineCostModel.ring_all_reduce_time``)."""
+    from simulator.specs.calibration import resolve
+
+    bandwidth = gpu.link_bandwidth * resolve(RooflineConfig(), gpu.name, gpu.aiconfigurator_system).values["link_bandwidth_efficiency"]
     t = 2 * (tp - 1) / tp * nbytes / bandwidth + 2 * (tp - 1) * gpu.link_latency_s
     return Timing(t, t, t, t, t, 0, "link_model")
 

@@ -72,13 +72,13 @@ def _canonical(value: Any) -> Any:
 
 @functools.cache
 def engine_fingerprint() -> str:
-    """sha256 of the simulator's own source files, so results of changed engine code never hit.
+    """sha256 of the simulator's own source and data files, so results of changed engine code or calibration never hit.
 
     Read once per process (about 50 files, a few milliseconds).
     """
     digest = hashlib.sha256()
     root = Path(simulator.__file__).parent
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]):  # data too: GPU calibration, bundled models
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

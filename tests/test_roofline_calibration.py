@@ -88,7 +88,7 @@ def test_a_field_set_in_the_scenario_wins_over_the_calibration():
 
 
 def test_an_unknown_gpu_falls_back_to_the_h100_defaults_and_says_so():
-    gpu = dataclasses.replace(GPUS["h100-sxm"], name="my-lab-gpu")
+    gpu = dataclasses.replace(GPUS["h100-sxm"], name="my-lab-gpu", aiconfigurator_system=None)
     cm = RooflineCostModel(LLAMA, gpu, 2, 1, RooflineConfig())
     assert cm.resolved.values == FALLBACK
     assert set(cm.resolved.sources.values()) == {FALLBACK_SOURCE}
@@ -146,3 +146,10 @@ def test_every_gpu_entry_carries_provenance_and_only_fitted_parameters():
         return [node] if isinstance(node, list) else []
 
     assert all(isinstance(x, str) for lst in lists(raw) for x in lst)
+
+
+def test_a_gpu_of_a_spec_file_takes_the_calibration_of_its_aiconfigurator_system():
+    gpu = dataclasses.replace(GPUS["h100-sxm"], name="h100-from-a-file")  # keeps aiconfigurator_system h100_sxm
+    cm = RooflineCostModel(LLAMA, gpu, 2, 1, RooflineConfig())
+    assert cm.resolved.values == roofline("h100-sxm", 2).resolved.values
+    assert "h100_sxm" in cm.resolved.label

@@ -66,7 +66,7 @@ class RooflineCostModel:
         self.model, self.gpu, self.tp, self.pp, self.params = model, gpu, tp, pipeline_parallel_size, params
         self.dtype_bytes = dtype_bytes
         self.quantization = quantization
-        self.resolved = resolve(params, gpu.name)
+        self.resolved = resolve(params, gpu.name, gpu.aiconfigurator_system)
         eff = self.resolved.values
         if quantization == "w8a8":
             self._linear_flops = gpu.int8_ops * eff["gemm_flops_efficiency"]

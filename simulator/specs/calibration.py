@@ -168,13 +168,27 @@ class RooflineParameters:
     label: str
 
 
-def resolve(params: RooflineConfig, gpu_name: str) -> RooflineParameters:
+def for_system(system: str | None) -> GPUCalibration | None:
+    """The calibration measured on aiconfigurator system ``system``, else that of the bundled GPU of that system; None without either."""
+    if system is None:
+        return None
+    measured = next((c for c in load().values() if c.provenance.get("system") == system and not c.provenance.get("proxy_of")), None)
+    if measured is not None:
+        return measured
+    from simulator.specs.gpu import GPUS
+
+    return next((for_gpu(g.name) for g in GPUS.values() if g.aiconfigurator_system == system and for_gpu(g.name)), None)
+
+
+def resolve(params: RooflineConfig, gpu_name: str, system: str | None = None) -> RooflineParameters:
     """The roofline fields for ``gpu_name``: the scenario's where set, else calibrated, else FALLBACK.
 
-    A scenario that sets ``link_bandwidth_efficiency`` asks for the ring formula at that
-    efficiency, so the measured all-reduce fits are not used then.
+    A GPU the file does not name (a GPU spec file) takes the calibration of its
+    ``aiconfigurator_system`` when it gives one. A scenario that sets
+    ``link_bandwidth_efficiency`` asks for the ring formula at that efficiency, so the measured
+    all-reduce fits are not used then.
     """
-    cal = for_gpu(gpu_name)
+    cal = for_gpu(gpu_name) or for_system(system)
     values, sources = {}, {}
     for f in ROOFLINE_FIELDS:
         user = getattr(params, f)
