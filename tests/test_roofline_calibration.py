@@ -153,3 +153,10 @@ def test_a_gpu_of_a_spec_file_takes_the_calibration_of_its_aiconfigurator_system
     cm = RooflineCostModel(LLAMA, gpu, 2, 1, RooflineConfig())
     assert cm.resolved.values == roofline("h100-sxm", 2).resolved.values
     assert "h100_sxm" in cm.resolved.label
+
+
+def test_the_profilers_link_model_rows_are_the_roofline_ring_formula():
+    from profiler.run import link_model_timing
+
+    for name in ("h100-sxm", "l40s", "rtx-4090"):
+        assert link_model_timing(2, 1e6, GPUS[name]).median_s == pytest.approx(roofline(name, 2).ring_all_reduce_time(1e6), rel=1e-12)
