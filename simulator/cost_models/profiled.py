@@ -13,9 +13,11 @@ its table instead of the datasheet:
 
 Outside the measured range an operator costs its roofline time scaled by the efficiency measured
 at the nearest edge of the range, ``t(x) = t(edge) * roofline(x) / roofline(edge)`` (DESIGN.md:
-"never by letting a tree model run flat"). The all-reduce is the roofline's ring formula over
-the scenario GPU's link when the bundle could not measure it (one GPU, or the CPU), and so are
-pipeline-stage sends and the TP gather of logits, which the profiler does not measure.
+"never by letting a tree model run flat"). When the bundle could not measure the all-reduce (one GPU,
+the CPU, or a source without collectives) it is the roofline's: the scenario GPU's measured
+all-reduce fits where calibrated, else the ring formula over its link; pipeline-stage sends and
+the TP gather of logits, which the profiler does not measure, are the roofline's link model.
+Operators an imported bundle declares ``fused`` into another (``profile.json``) cost nothing.
 
 Prefill attention of several chunks is the sum of each chunk's table time minus
 ``prefill_saving_s`` per extra chunk (what launching chunks together saved in the measurements).
