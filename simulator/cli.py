@@ -336,8 +336,10 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
         origins = "+".join(f"{n}{o[0]}" for o, n in entry["rows"].items())
         e = fitted.get((op, dtype), {})
         med, p95 = e.get("median_ape_pct"), e.get("p95_ape_pct")
+        if not set(entry["rows"]) & {"measured", "interpolated"}:
+            med = p95 = None  # a fit to the roofline's own rows says nothing
         table.add_row(op, dtype, tp_[2:], origins, "-" if med is None else f"{med:.1f}", "-" if p95 is None else f"{p95:.1f}")
-    table.caption = "rows: m measured, i interpolated, f filled, a assumed; held-out error of the fit (K-fold over shapes)"
+    table.caption = "rows: m measured, i interpolated, f filled, a assumed; held-out error of the fit (K-fold over shapes), - for filled"
     Console().print(table)
     filled = ", ".join(sorted(prov.get("filled", {}))) or "none"
     Console().print(f"filled from the roofline calibrated on the source's own kernels (or assumed): {filled}")
