@@ -15,7 +15,8 @@ What it does:
     efficiency held), leaving that shape out. Where even the neighbours miss by more than a
     target, the table has steps no smooth model can see (cuBLAS and FlashAttention pick another
     kernel at some batch sizes: on H100 a 6,144 x 4,096 GEMM takes 21.8 us at 160 rows, 29.7 us
-    at 161 and 23.3 us at 193).
+    at 161 and 23.3 us at 193). ``gemm_predictability`` does the same over the whole raw GEMM
+    table of each system.
 
 What it reads:
     The installed package's parquet tables (never copied); the system list defaults to H100,
@@ -71,6 +72,45 @@ def neighbour_error(rows: pd.DataFrame, kind: str) -> np.ndarray:
     return np.asarray(out)
 
 
+def gemm_predictability(system: str, version: str) -> dict[str, tuple[float, float]]:
+    """Leave-one-out over every bf16 GEMM of the raw table (n, k 1,024 .. 32,768): median and P95 |error| %.
+
+    Each measured (m, n, k) is predicted from the two measured neighbours along m, or along k, at
+    its measured efficiency (time over the roofline at the system's datasheet peaks, linear in
+    log m or log k), or along m corrected by how far its neighbouring widths (n and k one grid
+    step either way) deviate from their own interpolation at that m ("transfer").
+    """
+    from profiler.imports.aiconfigurator import package_root, system_spec
+
+    root = package_root()
+    gpu, _ = system_spec(root, system)
+    d = pd.read_parquet(root / "data" / system / "gemm" / "vllm" / version / "gemm_perf.parquet")
+    d = d[(d.gemm_dtype == "bfloat16") & d.n.between(1024, 32768) & d.k.between(1024, 32768)]
+    flops, nbytes = 2.0 * d.m * d.n * d.k, 2.0 * (d.m * d.k + d.k * d.n + d.m * d.n)
+    d = d.assign(r=np.log(d.latency * 1e-3 / np.maximum(flops / gpu.bf16_flops, nbytes / gpu.memory_bandwidth)))
+    piv = d.pivot_table(index="m", columns=["n", "k"], values="r")
+    ns, ks, x = sorted(d.n.unique()), sorted(d.k.unique()), np.log(piv.index.to_numpy(np.float64))
+
+    def between(col: np.ndarray, xs: np.ndarray, i: int) -> float:
+        return col[i - 1] + (col[i + 1] - col[i - 1]) * (xs[i] - xs[i - 1]) / (xs[i + 1] - xs[i - 1])
+
+    errs: dict[str, list[float]] = {"along m": [], "along k": [], "along m + transfer": []}
+    for (n, k) in piv.columns:
+        col = piv[(n, k)].to_numpy()
+        i_n, i_k = ns.index(n), ks.index(k)
+        near = [c for c in [(ns[i_n + a], k) for a in (-1, 1) if 0 <= i_n + a < len(ns)] + [(n, ks[i_k + a]) for a in (-1, 1) if 0 <= i_k + a < len(ks)] if c in piv.columns]
+        for i in range(1, len(x) - 1):
+            lin = between(col, x, i)
+            dev = [piv[c].to_numpy()[i] - between(piv[c].to_numpy(), x, i) for c in near]
+            errs["along m"].append(abs(np.exp(lin - col[i]) - 1))
+            errs["along m + transfer"].append(abs(np.exp(lin + (np.median(dev) if dev else 0.0) - col[i]) - 1))
+    for (m, n), g in d.groupby(["m", "n"]):
+        g = g.sort_values("k")
+        xk, r = np.log(g.k.to_numpy(np.float64)), g.r.to_numpy()
+        errs["along k"] += [abs(np.exp(between(r, xk, i) - r[i]) - 1) for i in range(1, len(xk) - 1)]
+    return {name: (100 * float(np.median(v)), 100 * float(np.percentile(v, 95))) for name, v in errs.items()}
+
+
 def system_errors(system: str, version: str, model_name: str, tps: tuple[int, ...]) -> pd.DataFrame:
     """One row per (operator, dtype): the fit's held-out median and P95, the neighbours' median and P95, origins."""
     model = bundled_model_spec(model_name)
@@ -120,6 +160,9 @@ def main() -> None:
             table.add_row(r.operator, r.implementation[:28], r.dtype, r.origin, str(r.shapes), r.model, f"{r.median:.1f}", f"{r.p95:.1f}",
                           f"{r.neighbour_median:.1f}", f"{r.neighbour_p95:.1f}")
         console.print(table)
+        loo = gemm_predictability(system, version)
+        console.print(f"{system}: the raw GEMM table left one out, median / P95 |error| %: "
+                      + "; ".join(f"{name} {med:.1f} / {p95:.1f}" for name, (med, p95) in loo.items()))
         bf16 = df[df["dtype"] == "bfloat16"]
         summary.append((system, version, len(bf16), int((bf16["median"] <= 3).sum()), int((bf16["p95"] <= 8).sum()),
                         float(bf16["median"].max()), float(bf16["p95"].max())))
