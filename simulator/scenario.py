@@ -199,6 +199,11 @@ class WorkloadConfig:
     prompt_tokens: LengthConfig = dataclasses.field(default_factory=lambda: LengthConfig(mean=1155, median=1020, max=7168))
     output_tokens: LengthConfig = dataclasses.field(default_factory=lambda: LengthConfig(mean=211, median=129, max=1000))
     on_invalid: Literal["error", "skip"] = "error"  # a bad trace row or too-long prompt: fail, or skip and count
+    # Closed-loop load (``vllm bench serve --max-concurrency N``, genai-perf's concurrency mode):
+    # N clients each send their next request when their last one finished, after ``think_time_s``;
+    # the requests' own arrival times (trace or arrival process) are then not used.
+    concurrency: PositiveInt | None = None
+    think_time_s: NonNegativeFloat = 0.0
 
 
 @_frozen

@@ -135,6 +135,45 @@ def _arrivals(env: simpy.Environment, requests: list[Request], dispatch: Callabl
         dispatch(request)
 
 
+class ClosedLoop:
+    """``concurrency`` clients, each sending its next request when its last one finished.
+
+    As ``vllm bench serve --max-concurrency N`` (vllm/benchmarks/serve.py: a semaphore of N
+    around each request, requests sent as fast as slots free) and genai-perf's concurrency mode:
+    the first N requests are sent at time 0, and each finish sends the next request of the
+    workload, in order, ``think_time_s`` later. A request's arrival time is the moment it is
+    sent, so TTFT counts from the client's send.
+    """
+
+    def __init__(self, env: simpy.Environment, requests: list[Request], concurrency: int, think_time_s: float,
+                 dispatch: Callable[[Request], None]) -> None:
+        self.env, self.requests, self.think_time_s, self.dispatch = env, requests, think_time_s, dispatch
+        self.next = 0  # the next request of the workload a client will send
+        for _ in range(min(concurrency, len(requests))):
+            self._send(self._take())
+
+    def _take(self) -> Request:
+        request = self.requests[self.next]
+        self.next += 1
+        return request
+
+    def _send(self, request: Request) -> None:
+        request.arrival_time = self.env.now
+        self.dispatch(request)
+
+    def _send_later(self, request: Request):
+        yield self.env.timeout(self.think_time_s)
+        self._send(request)
+
+    def on_finish(self, request: Request) -> None:
+        """The client of ``request`` sends its next one (if the workload has one left)."""
+        if self.next < len(self.requests):
+            if self.think_time_s > 0:
+                self.env.process(self._send_later(self._take()))
+            else:
+                self._send(self._take())
+
+
 class Simulation:
     """A scenario built into a SimPy environment: workload, router, replicas, cost model.
 
@@ -182,10 +221,17 @@ class Simulation:
             self.replicas = cluster.replicas
             self.replica_roles = cluster.roles
             dispatch = cluster.add_request
-        env.process(_arrivals(env, self.workload.requests, dispatch))
+        self.closed_loop: ClosedLoop | None = None
+        load = scenario.workload
+        if load.concurrency is not None:
+            self.closed_loop = ClosedLoop(env, self.workload.requests, load.concurrency, load.think_time_s, dispatch)
+        else:
+            env.process(_arrivals(env, self.workload.requests, dispatch))
 
     def _on_finish(self, request: Request) -> None:
         self.num_finished += 1
+        if self.closed_loop is not None:
+            self.closed_loop.on_finish(request)
 
     def run(self, progress: bool = False) -> SimulationResult:
         """Run until every request has finished; return the records and the summary.
@@ -199,7 +245,7 @@ class Simulation:
         wall_start = time.perf_counter()
         env, requests = self.env, self.workload.requests
         # Advance in slices of simulated time so the progress bar can move between them.
-        slice_s = max(requests[-1].arrival_time, 1.0) / 200
+        slice_s = max(requests[-1].arrival_time, 1.0) / 200 if self.closed_loop is None else 1.0  # closed loop: arrivals unknown ahead
         with tqdm(total=len(requests), unit="req", delay=2.0, disable=not progress, desc=self.scenario.name, leave=False) as bar:
             while self.num_finished < len(requests):
                 if env.peek() == float("inf"):
