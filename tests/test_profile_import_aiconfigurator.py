@@ -226,6 +226,9 @@ def test_a_real_table_of_the_installed_package(tmp_path, monkeypatch):
     assert (qkv.timer == "aiconfigurator:measured").all()  # (32 + 2 x 8) x 128 = 6,144 wide: on the grid
     assert np.allclose(qkv.median_s, raw.loc[qkv.index] * 1e-3, rtol=1e-5)
     assert set(g[g.dtype == "fp8"].operator) == {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}
+    ew = rows(out, "elementwise")  # FP8 GEMMs need their activations quantized: filled, per GEMM input width
+    quant = ew[(ew.operator == "quantize_activations") & (ew.dtype == "fp8")]
+    assert set(quant.tp) == {1, 2} and set(quant[quant.tp == 1].width) == {4096, 14336}
     report = fit_bundle(out, html=False)
     assert {e["operator"] for e in report["operators"]} >= {"qkv_proj", "attention_decode", "attention_prefill", "all_reduce"}
 

@@ -31,7 +31,7 @@ from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 KINDS = ("aiconfigurator", "llmservingsim", "vidur")
-IMPORT_FORMAT = 1  # bump when an importer's mapping changes: cached bundles are rebuilt
+IMPORT_FORMAT = 2  # bump when an importer's mapping changes: cached bundles are rebuilt
 
 
 def split(value: str) -> tuple[str, str] | None:

@@ -242,8 +242,11 @@ class ImportedBundle:
         cal = self.calibrations()
         b = DTYPE_BYTES[self.dtype]
         for op in OPERATORS.values():
-            if op.name in ("all_reduce", "quantize_activations") or op.name in self.fused:
-                continue  # the link model prices an unmeasured all-reduce; quantized GEMMs come with their own
+            if op.name == "quantize_activations":
+                self._fill_quantize(sweep, cal["memory"])
+                continue
+            if op.name == "all_reduce" or op.name in self.fused:
+                continue  # the link model prices an unmeasured all-reduce
             for tp in self.tps if op.tp_dependent else self.tps[:1]:
                 if self.has(op.name, tp if op.tp_dependent else None):
                     continue
@@ -275,6 +278,25 @@ class ImportedBundle:
                 self.filled[op.name] = {
                     "origin": "filled", "class": klass, "flops_efficiency": c.flops_efficiency, "bandwidth_efficiency": c.bandwidth_efficiency,
                     "floor_s": c.floor_s, "calibrated_on": list(c.calibrated_on), "gpu_spec": self.gpu.name,
+                }
+
+    def _fill_quantize(self, sweep: SweepConfig, cal: ClassCalibration | None) -> None:
+        """Per-token activation quantization before each W8A8 / FP8 GEMM the source timed (a streaming kernel)."""
+        from profiler.catalogue import LINEAR_OPERATORS
+
+        b = DTYPE_BYTES[self.dtype]
+        for q in sorted({r.dtype for r in self.rows if r.kind == GEMM and r.dtype in ("w8a8", "fp8")}):
+            for tp in self.tps:
+                if cal is None or self.has("quantize_activations", tp, q):
+                    continue
+                widths = sorted({gemm_shape(name, layer_dims(self.model, tp))[1] for name in LINEAR_OPERATORS})
+                for w in widths:
+                    for m in sweep.token_counts():
+                        self.add(ELEMENTWISE, "quantize_activations", "roofline", tp, (m, w),
+                                 cal.time(0.0, elementwise_bytes("quantize_activations", m, w, b), self.gpu), "filled", dtype=q)
+                self.filled["quantize_activations"] = {
+                    "origin": "filled", "class": "memory", "bandwidth_efficiency": cal.bandwidth_efficiency, "floor_s": cal.floor_s,
+                    "calibrated_on": list(cal.calibrated_on), "gpu_spec": self.gpu.name, "quantizations": [q],
                 }
 
     # -- writing ------------------------------------------------------------------------------
