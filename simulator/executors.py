@@ -20,17 +20,25 @@ Two implementations:
 
 * ``LocalExecutor``: ``concurrent.futures.ProcessPoolExecutor`` on this machine (default
   ``os.cpu_count()`` workers); with ``max_workers=1`` it runs in-process, no pool, so a
-  debugger and tracebacks see the real frames.
+  debugger and tracebacks see the real frames. Workers end with the process that started
+  them, however it ends (Ctrl-C, SIGTERM, SIGKILL, the OOM killer): on Linux each worker asks
+  the kernel for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``, through
+  ``billiard.util.set_pdeathsig``, the call Celery's worker pool makes for the same purpose).
+  Other systems have no such call: there workers stop on Ctrl-C and on errors, but outlive a
+  killed parent, and the executor says so once with a ``RuntimeWarning``.
 * ``RayExecutor``: one Ray task per item on a Ray cluster (``ray.init(address=...)``; no address
   starts a local instance). Ray is imported only when this executor is made.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -128,6 +136,46 @@ def _progress(total: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc or None, unit="run", file=sys.stderr, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
 
 
+# prctl(PR_SET_PDEATHSIG) is Linux's alone (prctl(2)); elsewhere workers are not tied to the parent.
+_TIED_TO_PARENT = sys.platform.startswith("linux")
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """Worker initializer (Linux): the kernel sends this worker SIGKILL when its parent dies.
+
+    The signal follows the parent *thread* that forked the worker (prctl(2)): the pool forks
+    its workers from the thread that first calls ``map``, which waits for them to finish.
+    A parent that died between the fork and this call is caught by its pid having changed.
+
+    Args:
+        parent_pid: the pid of the process that made the pool.
+    """
+    from billiard.util import set_pdeathsig  # Celery's multiprocessing fork; small, pure Python
+
+    set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent is already gone: this worker was reparented
+        os._exit(1)
+
+
+def _pool(max_workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers end with this process (see the module docstring).
+
+    On Linux the workers are forked (Python's default there before 3.14, and what keeps their
+    parent this process, as ``_end_with_parent`` checks); elsewhere the platform default.
+    """
+    if not _TIED_TO_PARENT:
+        warnings.warn(
+            f"on {sys.platform}, servesim's worker processes outlive a parent killed by a signal other than Ctrl-C; "
+            "end them by hand after such a kill, or use --workers 1",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return ProcessPoolExecutor(max_workers=max_workers)
+    return ProcessPoolExecutor(
+        max_workers=max_workers, mp_context=multiprocessing.get_context("fork"), initializer=_end_with_parent, initargs=(os.getpid(),)
+    )
+
+
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """Cancel what has not started and stop the workers now, without waiting for their items.
 
@@ -162,7 +210,7 @@ class LocalExecutor:
         if self.max_workers == 1 or len(items) <= 1:
             yield from self._serial(fn, items, desc)
             return
-        pool = ProcessPoolExecutor(max_workers=min(self.max_workers, len(items)))
+        pool = _pool(min(self.max_workers, len(items)))
         try:
             with _progress(len(items), desc, self.progress) as bar:
                 pending: set[Future] = {pool.submit(_run_task, fn, i, item) for i, item in enumerate(items)}
