@@ -10,6 +10,9 @@ Supported traces (format found from the file extension and its columns; see
     Mooncake      .jsonl  timestamp (ms), plus hash_ids        input_length / output_length
     vLLM ShareGPT .jsonl  arrival_time_ns (ns)                 input_toks / output_toks
 
+Mooncake's ``hash_ids`` (the prefix-cache keys) are optional: a trace without them replays with
+no shared prefixes; a value that is not a list of integers is an invalid row.
+
 Every arrival time is shifted so the first request arrives at 0.0 and divided by
 ``workload.time_scale``; requests are sorted by arrival (stable) and numbered 0..N-1.
 """
@@ -27,6 +30,7 @@ import pandas as pd
 from simulator.errors import ScenarioError
 from simulator.request import Request
 from simulator.scenario import ArrivalConfig, LengthConfig, WorkloadConfig
+from simulator.yaml_files import decode_utf8
 
 _TRACES_FIX = (
     "check the path; public traces are downloaded from their publishers: Azure/AzurePublicDataset, "
@@ -125,7 +129,7 @@ def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: st
         arrivals, prompts, outputs, keep = _check_rows(fmt, table, max_model_len, cfg.on_invalid, cfg.trace)
         if fmt.time is None:
             arrivals = _arrival_times(cfg.arrival, len(table), arrival_rng)
-        if fmt.hashes is not None:
+        if fmt.hashes is not None and fmt.hashes in table.columns:  # a Mooncake trace may carry no hash_ids
             hashes = [tuple(h) if isinstance(h, list) else None for h in table[fmt.hashes][keep]]
     num_skipped = int((~keep).sum())
     if not keep.any():
@@ -151,6 +155,20 @@ def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: st
     return Workload(requests, origin, num_skipped, int((outputs < wanted).sum()))
 
 
+def has_prefix_keys(cfg: WorkloadConfig, source: str = "<scenario>") -> bool:
+    """Whether the workload's requests carry prefix-cache keys (a trace's ``hash_ids``).
+
+    Synthetic workloads never do. Reads the trace (memoized, so a run after it reads it once).
+
+    Raises:
+        ScenarioError: the trace is missing or unreadable, as in ``load_workload``.
+    """
+    if cfg.trace is None:
+        return False
+    fmt, table = _read_trace(Path(cfg.trace), source, "workload.trace")
+    return fmt.hashes is not None and fmt.hashes in table.columns and bool(table[fmt.hashes].map(lambda h: isinstance(h, list) and len(h) > 0).any())
+
+
 def _read_trace(path: Path, source: str, field: str) -> tuple[_Format, pd.DataFrame]:
     table = _read_table(path, source, field)
     return _detect(path, table.columns), table
@@ -162,10 +180,15 @@ def _read_table(path: Path, source: str, field: str) -> pd.DataFrame:
     The parsed table is memoized per process by path, size and modification time (sweeps run
     many simulations of one trace); callers must not modify it.
     """
+    if path.is_dir():
+        raise ScenarioError(source, field, str(path), "is a directory, not a trace file", "give the trace file itself (a .csv or .jsonl inside it)")
     if not path.is_file():
         raise ScenarioError(source, field, str(path), "trace file not found", _TRACES_FIX)
     stat = path.stat()
-    return _parse_table(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    try:
+        return _parse_table(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    except OSError as e:
+        raise ScenarioError(str(path), "", ..., f"cannot read the trace file ({e.strerror or type(e).__name__})", "check the file's permissions") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -176,7 +199,10 @@ def _parse_table(name: str, size: int, mtime_ns: int) -> pd.DataFrame:
     else:
         try:
             table = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError:
+            decode_utf8(path.read_bytes(), str(path), "save the trace as UTF-8")  # names the encoding
+            raise ScenarioError(str(path), "", ..., "cannot read it as UTF-8 text", "save the trace as UTF-8") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise ScenarioError(str(path), "", ..., f"unreadable CSV ({str(e).strip()})", "give a CSV trace with a header row") from None
     if table.empty:
         raise ScenarioError(str(path), "", ..., "the trace has no rows", "give a trace with at least one request")
@@ -187,18 +213,22 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     # Token-id lists (vLLM's input_tok_ids) are parsed line by line and dropped, never kept.
     hash_columns = {f.hashes for f in _JSONL_FORMATS if f.hashes}
     columns: dict[str, list] = {}
-    with path.open() as file:
-        for n, line in enumerate(filter(str.strip, file), start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ScenarioError(str(path), f"row {n}", ..., f"not valid JSON ({e.msg})", "correct the trace file") from None
-            if not isinstance(record, dict):
-                raise ScenarioError(str(path), f"row {n}", ..., "not a JSON object", "write one JSON object per line")
-            if not columns:
-                columns = {k: [] for k, v in record.items() if not isinstance(v, list) or k in hash_columns}
-            for key, values in columns.items():
-                values.append(record.get(key))
+    try:
+        with path.open(encoding="utf-8-sig") as file:
+            for n, line in enumerate(filter(str.strip, file), start=1):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ScenarioError(str(path), f"row {n}", ..., f"not valid JSON ({e.msg})", "correct the trace file") from None
+                if not isinstance(record, dict):
+                    raise ScenarioError(str(path), f"row {n}", ..., "not a JSON object", "write one JSON object per line")
+                if not columns:
+                    columns = {k: [] for k, v in record.items() if not isinstance(v, list) or k in hash_columns}
+                for key, values in columns.items():
+                    values.append(record.get(key))
+    except UnicodeDecodeError:
+        decode_utf8(path.read_bytes(), str(path), "save the trace as UTF-8")  # names the encoding
+        raise ScenarioError(str(path), "", ..., "cannot read it as UTF-8 text", "save the trace as UTF-8") from None
     return pd.DataFrame(columns)
 
 
@@ -237,6 +267,9 @@ def _check_rows(
         ]
     too_long = f"is >= model.max_model_len = {max_model_len}, leaving no room for an output token"
     checks.append((prompts >= max_model_len, fmt.prompt, too_long, "raise model.max_model_len or set workload.on_invalid: skip"))
+    if fmt.hashes is not None and fmt.hashes in table.columns:  # optional; a row without them shares no prefix
+        bad_ids = np.array([not (h is None or isinstance(h, list) and all(type(x) is int for x in h)) for h in table[fmt.hashes]], dtype=bool)
+        checks.append((bad_ids, fmt.hashes, "is not a list of integer block ids", _ROW_FIX))
     bad = np.logical_or.reduce([mask for mask, *_ in checks])
     if on_invalid == "error" and bad.any():
         row = int(np.argmax(bad))
