@@ -32,6 +32,19 @@ QUANTIZED_WEIGHT_BYTES = {"w8a8": 1.0, "fp8": 1.0, "w4a16": 0.5 + 4 / 128}
 # NCCL workspaces, CUDA graphs. About 1.5 GiB on an H100 (vLLM startup logs of "non-torch memory"
 # plus CUDA-graph capture); an estimate until a profile bundle measures it.
 NON_TORCH_RESERVE_BYTES = 1.5 * GIB
+# GPUs one tensor-parallel group may span: one node. HGX/DGX A100, H100, H200 and B200 boards
+# join 8 GPUs over NVSwitch, and PCIe servers hold up to 8; a larger group all-reduces across
+# nodes, which servesim has no model of (it would price it at the NVLink or PCIe figure). vLLM's
+# multi-node guide sets TP to the GPUs per node and PP to the number of nodes.
+MAX_TENSOR_PARALLEL_SIZE = 8
+# Schedulers for which ``preemption_mode: swap`` means nothing, and why; it is an error with them
+# (the rest swap as vLLM v0 does). Every scheduler is either here or swaps (tests check).
+NO_SWAP_SCHEDULERS = {
+    "orca": "never preempts (it reserves each request's maximum length at admission)",
+    "static": "never preempts (a batch runs until all its requests end)",
+    "vllm_v1": "preempts by recompute only (vLLM v1 has no swap)",
+}
+SWAP_SCHEDULERS = frozenset({"vllm", "sarathi", "distserve"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +75,25 @@ class Deployment:
     weight_bytes_per_gpu: float
     activation_reserve_bytes: float
     kv_cache_bytes_per_gpu: float
+
+
+def _activation_error(scenario: Scenario, model: ModelSpec, tp: int, budget: int, max_model_len: int, activations: float, usable: float, beyond: str, length_fix: str, source: str) -> ScenarioError:
+    """The error for an activation reserve larger than the usable memory, naming the field that sized it.
+
+    The reserve is a token-budget part and a logits part (``activation_reserve_bytes``): the
+    larger one is blamed; the budget is ``chunk_size`` (sarathi), ``max_num_batched_tokens`` when
+    set, else ``max_model_len`` (vLLM v0's default budget).
+    """
+    sched = scenario.scheduler
+    logits = sched.max_num_seqs * model.vocab_size / tp * 4
+    what = f"sizes an activation reserve of {activations / GIB:,.1f} GiB per GPU, more than the {usable / GIB:.1f} GiB usable"
+    if logits > activations / 2:
+        return ScenarioError(source, "scheduler.max_num_seqs", sched.max_num_seqs, f"{what} (fp32 logits of every sequence)", "lower it (vLLM's default is 256)")
+    if sched.name == "sarathi":
+        return ScenarioError(source, "scheduler.chunk_size", sched.chunk_size, what, "lower it (Sarathi-Serve's evaluation uses 512 and 2048)")
+    if sched.max_num_batched_tokens is None and sched.name != "vllm_v1" and budget == max_model_len:
+        return ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond}{what} (the token budget defaults to it)", length_fix if beyond else "lower it, or set a smaller scheduler.max_num_batched_tokens with a chunked-prefill scheduler")
+    return ScenarioError(source, "scheduler.max_num_batched_tokens", budget, what, "lower it (vLLM v1 uses 8192 on H100-class GPUs)")
 
 
 def resolve_model(scenario: Scenario, source: str) -> ModelSpec:
@@ -149,10 +181,21 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
     if pp > model.num_layers:
         raise ScenarioError(source, f"{field}.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
+    if tp > MAX_TENSOR_PARALLEL_SIZE:
+        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"spans more than one node ({MAX_TENSOR_PARALLEL_SIZE} GPUs): the all-reduce would cross nodes, which servesim cannot price ({gpu.name}'s {gpu.link_kind} figures hold within a node)",
+                            f"use at most {MAX_TENSOR_PARALLEL_SIZE} and split across nodes with pipeline_parallel_size (TP within a node, PP across nodes, as vLLM's multi-node guide does)")
 
     sched = scenario.scheduler
+    if sched.preemption_mode == "swap" and sched.name in NO_SWAP_SCHEDULERS:
+        raise ScenarioError(source, "scheduler.preemption_mode", "swap", f"the {sched.name} scheduler {NO_SWAP_SCHEDULERS[sched.name]}",
+                            f"set scheduler.preemption_mode: recompute (the default), or use a scheduler that swaps ({', '.join(sorted(SWAP_SCHEDULERS))})")
     dtype_bytes = _DTYPE_BYTES[scenario.model.dtype]
     max_model_len = scenario.model.max_model_len or model.max_position_embeddings
+    context = model.max_position_embeddings
+    # A length beyond the model's context runs (a RoPE-scaled deployment); when it is what makes
+    # the deployment impossible, the error says so rather than blaming memory.
+    beyond = f"exceeds the {context:,}-token context of {model.name}, and at this length " if max_model_len > context else ""
+    length_fix = f"lower model.max_model_len (to at most {context} for {model.name}'s own context)"
     if sched.name == "sarathi":  # the chunk size is its whole per-iteration budget
         max_num_batched_tokens = sched.chunk_size
     elif sched.name == "vllm_v1":
@@ -160,6 +203,8 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     else:
         max_num_batched_tokens = sched.max_num_batched_tokens or max(max_model_len, 2048)
     if sched.name not in CHUNKED_PREFILL_SCHEDULERS and max_num_batched_tokens < max_model_len:
+        if beyond:
+            raise ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond}it exceeds scheduler.max_num_batched_tokens = {max_num_batched_tokens}, so long prompts could never be scheduled", length_fix)
         raise ScenarioError(source, "scheduler.max_num_batched_tokens", max_num_batched_tokens, f"is below max_model_len {max_model_len}, so long prompts could never be scheduled (vLLM v0 refuses this too)", f"set it to at least {max_model_len} or lower model.max_model_len")
 
     quantization = scenario.model.quantization
@@ -177,10 +222,18 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
         if weights >= usable:
             raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"{model.name} needs {weights / GIB:.1f} GiB of weights per GPU but {gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization {sched.gpu_memory_utilization}", "raise tensor_parallel_size or pipeline_parallel_size, or pick a GPU with more memory")
         num_blocks = int(kv_bytes // block_bytes)
+        if num_blocks < 1 and kv_bytes > 0:
+            raise ScenarioError(source, "scheduler.block_size", sched.block_size, f"one KV block of {sched.block_size:,} tokens takes {block_bytes / GIB:.1f} GiB per GPU, more than the {kv_bytes / GIB:.1f} GiB left for the KV cache", "use vLLM's default of 16 tokens per block")
+        if num_blocks < 1 and activations >= usable:  # the activation reserve alone is too big: name the knob that sized it
+            raise _activation_error(scenario, model, tp, max_num_batched_tokens, max_model_len, activations, usable, beyond, length_fix, source)
         if num_blocks < 1:
             raise ScenarioError(source, "scheduler.gpu_memory_utilization", sched.gpu_memory_utilization, f"leaves no memory for KV cache blocks ({weights / GIB:.1f} GiB weights + {activations / GIB:.1f} GiB activations of {usable / GIB:.1f} GiB usable)", "raise gpu_memory_utilization or tensor_parallel_size, or lower max_num_batched_tokens")
     if num_blocks * sched.block_size < max_model_len:
-        raise ScenarioError(source, "model.max_model_len", max_model_len, f"exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", "lower model.max_model_len or give the KV cache more memory")
+        raise ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond or ''}exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", f"{length_fix} or give the KV cache more memory" if beyond else "lower model.max_model_len or give the KV cache more memory")
+    if sched.preemption_mode == "swap":
+        if sched.swap_space_gib * GIB < block_bytes:  # as SwapSpace.for_deployment counts blocks
+            raise ScenarioError(source, "scheduler.swap_space_gib", sched.swap_space_gib, f"holds no KV block ({block_bytes / 2**20:.1f} MiB each per GPU), so preemption_mode swap could never swap",
+                                "give swap space (vLLM's default is 4 GiB per GPU) or set scheduler.preemption_mode: recompute")
     return Deployment(
         model=model, gpu=gpu, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype_bytes=dtype_bytes,
         quantization=quantization, max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, num_kv_blocks=num_blocks,

@@ -5,14 +5,16 @@ import json
 
 import pytest
 
+from simulator.deployment import NO_SWAP_SCHEDULERS, SWAP_SCHEDULERS
 from simulator.errors import ScenarioError
 from simulator.scenario import load_scenario
 from simulator.schedulers import SCHEDULERS
 from simulator.simulation import Simulation
 from tests.conftest import check_invariants
 
-SWAPPING = sorted(name for name, cls in SCHEDULERS.items() if cls.supports_swap)
-NOT_SWAPPING = sorted(name for name, cls in SCHEDULERS.items() if not cls.supports_swap)
+# preemption_mode: swap runs where the scheduler swaps and is refused elsewhere (simulator.deployment).
+SWAPPING = sorted(SWAP_SCHEDULERS)
+NOT_SWAPPING = sorted(NO_SWAP_SCHEDULERS)
 # Simulated time allowed after the last arrival: the pressured workloads below drain in minutes,
 # so requests still unfinished an hour later mean a livelock (preempted over and over).
 DRAIN_S = 3600.0
