@@ -166,8 +166,13 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
 
     Raises:
         ScenarioError: unknown model or GPU, or a bad GPU spec file; a TP degree that does not divide the attention
-            heads, KV heads or MLP width; more stages than layers; a model that does not fit;
-            zero KV blocks; a context longer than the KV cache; a token budget below the context.
+            heads, KV heads or MLP width; more stages than layers; TP beyond one node
+            (``MAX_TENSOR_PARALLEL_SIZE``); ``preemption_mode: swap`` with a scheduler that cannot
+            swap (``NO_SWAP_SCHEDULERS``) or without room for one block of swap space; a model
+            that does not fit; zero KV blocks (naming the field that sized the activation reserve
+            or the block); a context longer than the KV cache; a token budget below the context.
+            When ``max_model_len`` beyond the model's own context is what makes a check fail,
+            the error names it.
     """
     model = resolve_model(scenario, source)
     gpu = resolve_gpu(scenario.hardware.gpu, source)
