@@ -1,12 +1,16 @@
 """The ``servesim`` command line.
 
-Every user mistake (a ``ScenarioError``) prints one line to stderr and exits with code 2, no
-traceback; usage errors are click's, also exit code 2.
+Every user mistake prints one line to stderr, ``servesim: error: ...``, and exits with code 2, no
+traceback: a ``ScenarioError`` (the file, the field, the value and the fix), a usage error
+(click's message on one line, with the command's ``--help``), or a results folder that cannot
+be written (checked before any simulation runs). Warnings are one ``servesim: warning: ...``
+line each and the command goes on (``simulator.scenario_warnings`` says which is which).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +28,67 @@ _ERR = Console(stderr=True)
 def _fail(error: ScenarioError) -> None:
     click.echo(f"servesim: error: {error}", err=True)
     sys.exit(2)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr; the command goes on."""
+    click.echo(f"servesim: warning: {message}", err=True)
+
+
+class _Group(click.Group):
+    """The ``servesim`` group: click's own usage errors (an unknown option, a missing argument, a
+    bad choice) print one line too, ``servesim: error: servesim CMD: MESSAGE; see ... --help``."""
+
+    def main(self, args=None, *rest, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, *rest, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(args, *rest, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            names, ctx = [], e.ctx
+            while ctx is not None and ctx.parent is not None:
+                names.append(ctx.info_name)
+                ctx = ctx.parent
+            if e.ctx is None:  # an option parsed before click made the command's context
+                names = [next((a for a in (sys.argv[1:] if args is None else args) if a in self.commands), "")][:1]
+            command = " ".join(["servesim", *reversed([n for n in names if n])])
+            click.echo(f"servesim: error: {command}: {e.format_message().rstrip('.')}; see `{command} --help`", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"servesim: error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("servesim: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _check_out(out: Path, source: str, field: str = "") -> None:
+    """Fail unless ``out`` is a folder this process can write into, or can create; creates nothing.
+
+    Checked before a command does its work, so a long run never ends on an unwritable folder.
+    """
+    if out.exists():
+        if not out.is_dir():
+            problem = "is a file, not a folder"
+        elif not os.access(out, os.W_OK | os.X_OK):
+            problem = "is a folder this user cannot write into"
+        else:
+            return
+    else:
+        above = next((p for p in out.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            problem = f"cannot be created: {above} is a file"
+        elif above is not None and not os.access(above, os.W_OK | os.X_OK):
+            problem = f"cannot be created: {above} is not writable"
+        else:
+            return
+    _fail(ScenarioError(source, field, str(out), problem, "choose a folder you can write"))
+
+
+def _os_error(e: OSError, option: str = "--out") -> ScenarioError:
+    """A results file that could not be written (disk full, permissions changed mid-run) as one line."""
+    return ScenarioError(str(e.filename or option), "", ..., f"cannot write it ({e.strerror or type(e).__name__})", f"free space or choose another {option} folder")
 
 
 def _ms(stat: dict, key: str) -> str:
@@ -63,7 +128,7 @@ def summary_table(summary: dict, title: str) -> Table:
     return outer
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="servesim")
 def main() -> None:
     """servesim: simulate LLM serving deployments on real request traces."""
@@ -81,22 +146,26 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
     iterations.parquet and report.html.
     """
+    from simulator.scenario_warnings import scenario_warnings
     from simulator.simulation import describe_pools, simulate, unused_fields  # keeps `servesim --help` fast
 
     try:
         scenario = load_scenario(scenario_file, overrides)
         source = str(scenario_file) if scenario_file else "<defaults>"
+        out = out_dir or Path(scenario.output.dir or Path("reports") / "runs" / scenario.name)
+        _check_out(out, "--out" if out_dir else source, "" if out_dir else "output.dir")
         if not quiet:
             _warn_unused(scenario, source, unused_fields(scenario, source))
+            for warning in scenario_warnings(scenario, source):
+                _warn(f"{source}: {warning}")
         result = simulate(scenario, source, progress=not quiet)
     except ScenarioError as e:
         _fail(e)
-    out = out_dir or Path(scenario.output.dir or Path("reports") / "runs" / scenario.name)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        write_results(result, out, report=scenario.output.report and not no_report)
     except OSError as e:
-        _fail(ScenarioError("--out" if out_dir else source, "" if out_dir else "output.dir", str(out), f"cannot create the results folder ({e.strerror})", "choose a writable folder"))
-    write_results(result, out, report=scenario.output.report and not no_report)
+        _fail(_os_error(e))
     if not quiet:
         title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
         Console().print(summary_table(result.summary, title))
@@ -106,7 +175,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
 def _warn_unused(scenario: Scenario, source: str, fields: list[tuple[str, str]]) -> None:
     """One line on stderr per field the scenario's scheduler ignores."""
     for field, why in fields:
-        click.echo(f"warning: {source}: {field} is ignored with scheduler {scenario.scheduler.name}: {why}", err=True)
+        _warn(f"{source}: {field} is ignored with scheduler {scenario.scheduler.name}: {why}")
 
 
 def write_results(result, out: Path, report: bool = True) -> None:
@@ -175,12 +244,15 @@ def _list_profiles(console: Console) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field.")
 def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
     """Validate SCENARIO_FILE and print its memory plan without simulating."""
+    from simulator.scenario_warnings import scenario_warnings
     from simulator.simulation import describe_kv_transfer, resolve_deployments, unused_fields
 
     try:
         scenario: Scenario = load_scenario(scenario_file, overrides)
         deployments = resolve_deployments(scenario, str(scenario_file))
         _warn_unused(scenario, str(scenario_file), unused_fields(scenario, str(scenario_file)))
+        for warning in scenario_warnings(scenario, str(scenario_file)):
+            _warn(f"{scenario_file}: {warning}")
     except ScenarioError as e:
         _fail(e)
     gib = 1024**3
@@ -219,15 +291,20 @@ def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, addr
     try:
         loaded = load_plan(plan_file)
         out = out_dir or Path("reports") / "plan" / loaded.name
+        _check_out(out, "--out")
+        if cache_dir is not None and not no_cache:
+            _check_out(cache_dir, "--cache-dir")
         executor = make_executor(executor_kind, max_workers=workers, address=address, progress=not quiet)  # type: ignore[arg-type]
         result = run_plan(loaded, executor, None if no_cache else cache_dir or out / "cache")
     except ScenarioError as e:
         _fail(e)
+    except OSError as e:
+        _fail(_os_error(e))
     try:
         write_plan_results(result, out)
+        write_plan_report(result, out / "plan.html")
     except OSError as e:
-        _fail(ScenarioError("--out", "", str(out), f"cannot write the results folder ({e.strerror})", "choose a writable folder"))
-    write_plan_report(result, out / "plan.html")
+        _fail(_os_error(e))
     if not quiet:
         Console().print(console_summary(result))
         Console().print(f"results: {out}")
@@ -249,10 +326,14 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
     """
     from simulator.compare import capacity_console_table, run_compare
 
+    if out_dir is not None:
+        _check_out(out_dir, "--out")
     try:
         result = run_compare(sweep_file, executor=executor, address=address, workers=workers, out=out_dir, use_cache=not no_cache, progress=not quiet)
     except ScenarioError as e:
         _fail(e)
+    except OSError as e:
+        _fail(_os_error(e))
     if not quiet:
         console = Console()
         if len(result.capacity):
@@ -293,6 +374,7 @@ def profile_command(ctx: click.Context, model: str | None, tp: str, device: str,
     for name, value in (("--model", model), ("--out", out)):
         if value is None:
             raise click.UsageError(f"Missing option '{name}'.")
+    _check_out(out, "--out")
     try:
         summary = run_profile(model, tp, device, out, dtype, quantization, budget_minutes, operators, max_tokens,
                               points_per_octave, max_num_seqs, max_context, repeats, threads, min_time_ms, progress=not quiet)
@@ -318,6 +400,7 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
     """
     from profiler.commands import run_import
 
+    _check_out(out, "--out")
     try:
         result = run_import(source, model, tp, out, fit=not no_fit)
     except ScenarioError as e:
@@ -369,6 +452,46 @@ def profile_compare_command(bundle_a: Path, bundle_b: Path) -> None:
     for klass, (med, p90, n) in sorted(class_summary(ratios).items()):
         summary.add_row(klass, f"{med:.3f}", f"{p90:.3f}", str(n))
     Console().print(summary)
+
+
+@main.command(name="validate")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/validate"), show_default=True, help="Results folder.")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run the simulations in local processes or on a Ray cluster.")
+@click.option("--address", help="Ray cluster to join (with --executor ray).")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes or Ray tasks in flight (default: every CPU).")
+@click.option("--waves", type=click.IntRange(min=1), default=4, show_default=True, help="Requests per client for closed-loop sets (aiconfigurator:silicon_sample).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache (<out>/cache).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, address: str | None, workers: int | None, waves: int, no_cache: bool, quiet: bool) -> None:
+    """Simulate measured runs of real engines and report servesim's error on each.
+
+    RUNS are measured-run .yaml files, folders of them, or aiconfigurator:silicon_sample (the
+    measured vLLM runs inside aiconfigurator-core that servesim can simulate).
+    """
+    from simulator.validate import load_sets
+    from simulator.validate.engine import validate
+    from simulator.validate.report import write_validation
+
+    try:
+        loaded = load_sets(list(runs), waves)
+        result = validate(loaded, None if no_cache else out_dir / "cache", executor_kind, workers, address, progress=not quiet)
+        page = write_validation(result, out_dir)
+    except ScenarioError as e:
+        _fail(e)
+    if quiet:
+        return
+    table = Table(title=f"servesim validate: {len(loaded)} runs")
+    for col in ("run", "verdict", "worst error", "engine"):
+        table.add_column(col, overflow="fold")
+    for r in result.verdicts.itertuples():
+        table.add_row(r.run, r.verdict, r.worst, r.engine)
+    console = Console()
+    console.print(table)
+    lat = result.errors[result.errors["error"].notna()]
+    for (metric, stat), g in lat.groupby(["metric", "stat"]):
+        console.print(f"{metric} {stat}: median |error| {g['error'].abs().median():.1f} {g['unit'].iloc[0]} (median signed {g['error'].median():+.1f}) over {len(g)} runs")
+    console.print(f"wrote {page}, errors.csv, verdicts.csv")
 
 
 @main.command(name="fit")

@@ -25,6 +25,7 @@ KIND_FIELDS: dict[str, frozenset[str]] = {
     "sweep": frozenset({"name", "description", "base", "base_overrides", "axes", "series", "capacity", "latency_cdf_rate", "executor", "max_workers", "address"}),
     "plan": frozenset({"name", "description", "base", "overrides", "workload", "seed", "target_rate_rps", "target_rate_scale", "router", "slo", "search", "prices", "limits", "capacity"}),
     "GPU spec": frozenset({"name", "memory_gb", "memory_bandwidth_gb_per_s", "bf16_tflops", "fp8_tflops", "int8_tops", "interconnect", "pcie_bandwidth_gb_per_s", "source", "aiconfigurator_system"}),
+    "measured run": frozenset({"name", "description", "source", "engine", "hardware", "scenario", "metrics", "measured", "requests", "tolerance"}),
 }
 # Where each kind of file goes.
 TAKEN_BY = {
@@ -32,6 +33,7 @@ TAKEN_BY = {
     "sweep": "`servesim compare FILE`",
     "plan": "`servesim plan FILE`",
     "GPU spec": "a scenario's `hardware.gpu: FILE` (or a plan's `search.gpus`)",
+    "measured run": "`servesim validate FILE`",
 }
 TRACE_SUFFIXES = (".csv", ".jsonl")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
