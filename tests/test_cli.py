@@ -88,7 +88,7 @@ def test_fields_the_scheduler_ignores_are_warned_about(tmp_path):
                          "--set", "cluster.kv_transfer.link=infiniband", cwd=tmp_path)
     assert colocated.returncode == 0, colocated.stderr
     warnings = colocated.stderr.strip().splitlines()
-    assert len(warnings) == 2 and all(w.startswith("warning: ") and "used by disaggregated schedulers" in w for w in warnings)
+    assert len(warnings) == 2 and all(w.startswith("servesim: warning: ") and "used by disaggregated schedulers" in w for w in warnings)
     assert "cluster.prefill is ignored with scheduler vllm" in warnings[0] and "cluster.kv_transfer" in warnings[1]
     disaggregated = servesim("check", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "scheduler.name=distserve",
                              "--set", "cluster.num_replicas=3", cwd=tmp_path)
