@@ -54,17 +54,16 @@ leaves the first to the link model and assumes the second, ``bundle_writer``).
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from profiler.catalogue import ATTENTION_DECODE, ATTENTION_PREFILL, ELEMENTWISE, GEMM, OPERATORS, check_tp, elementwise_width, gemm_shape, layer_dims
+from profiler.catalogue import ATTENTION_DECODE, ATTENTION_PREFILL, GEMM, OPERATORS, check_tp, elementwise_width, gemm_shape, layer_dims
 from profiler.imports.bundle_writer import ImportedBundle, Source
+from profiler.imports.csv_tables import fail, numbers, read_csv
 from profiler.sweeps import SweepConfig
-from simulator.errors import ScenarioError
 from simulator.specs.gpu import GPUS, GPUSpec
 from simulator.specs.model import ModelSpec
 
@@ -88,10 +87,6 @@ SEQUENCE_COLUMNS = ("layer", "sequences", "time_us")
 ATTENTION_COLUMNS = ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us")
 
 
-def _fail(path: Path | str, field: str, value: Any, problem: str, fix: str) -> NoReturn:
-    raise ScenarioError(str(path), field, value, problem, fix)
-
-
 def read_meta(folder: Path, source: str = "--source", field: str = "") -> dict[str, Any]:
     """``meta.yaml`` of a profile folder.
 
@@ -102,16 +97,16 @@ def read_meta(folder: Path, source: str = "--source", field: str = "") -> dict[s
 
     fix = "give the LLMServingSim profile folder that holds meta.yaml and tp1/, tp2/, ... (perf/<GPU>/<org>/<model>/<variant>)"
     if not folder.is_dir():
-        _fail(source, field, f"llmservingsim:{folder}", "profile folder not found", fix)
+        fail(source, field, f"llmservingsim:{folder}", "profile folder not found", fix)
     path = folder / "meta.yaml"
     if not path.is_file():
-        _fail(path, "", ..., "file not found", fix)
+        fail(path, "", ..., "file not found", fix)
     try:
         meta = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        _fail(path, "", ..., f"not valid YAML ({type(e).__name__})", "restore the file from the LLMServingSim profile")
+        fail(path, "", ..., f"not valid YAML ({type(e).__name__})", "restore the file from the LLMServingSim profile")
     if not isinstance(meta, dict):
-        _fail(path, "", ..., "not a YAML mapping", "restore the file from the LLMServingSim profile")
+        fail(path, "", ..., "not a YAML mapping", "restore the file from the LLMServingSim profile")
     return meta
 
 
@@ -123,30 +118,13 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             non-number where a number belongs (the message names the file, column and row).
     """
     fix = "restore the file from the LLMServingSim profile (or re-run its profiler)"
-    if not path.is_file():
-        _fail(path, "", ..., "file not found", fix)
-    try:
-        with warnings.catch_warnings():  # a row longer than the header is an error, not a shifted index
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, index_col=False)
-    except pd.errors.EmptyDataError:
-        _fail(path, "", ..., "empty file", fix)
-    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as e:
-        _fail(path, "", ..., f"not a readable CSV ({type(e).__name__})", fix)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        _fail(path, missing[0], ..., f"column missing (the file has {', '.join(map(str, frame.columns))})", fix)
-    if frame.empty:
-        _fail(path, "", ..., "no rows", fix)
+    frame = read_csv(path, columns, fix)
     frame = frame[list(columns)].copy()
     for c in columns:
         if c == "layer":
             frame[c] = frame[c].astype(str)
             continue
-        values = pd.to_numeric(frame[c], errors="coerce")
-        bad = np.flatnonzero(~np.isfinite(values.to_numpy(np.float64)))
-        if len(bad):
-            _fail(path, f"row {int(bad[0]) + 2}", frame[c].iloc[bad[0]], f"column {c} is not a number", fix)
+        values = numbers(frame, c, path, fix)
         frame[c] = values
     return frame
 
@@ -163,7 +141,7 @@ def check_model(meta: dict[str, Any], meta_path: Path, model: ModelSpec) -> list
     """
     variant = str(meta.get("variant", "bf16"))
     if variant != "bf16":
-        _fail(meta_path, "variant", variant, "servesim imports bf16 profiles only (FP8 weights or KV cache are other operators)",
+        fail(meta_path, "variant", variant, "servesim imports bf16 profiles only (FP8 weights or KV cache are other operators)",
               "give the bf16 folder of the profile")
     degrees = meta.get("tp_degrees") or [1]
     last = int(degrees[-1])
@@ -175,7 +153,7 @@ def check_model(meta: dict[str, Any], meta_path: Path, model: ModelSpec) -> list
             continue
         recorded, mine = int(overrides[key]), getattr(model, attr)
         if recorded * last != mine:
-            _fail(meta_path, f"engine_effective.hf_overrides.{key}", recorded,
+            fail(meta_path, f"engine_effective.hf_overrides.{key}", recorded,
                   f"is {key} / TP {last} of a model with {key} {recorded * last}, not {model.name}'s {mine}",
                   f"import with the model this profile measured ({meta.get('model', '?')}): give its config.json")
     notes.append("meta.yaml does not record hidden_size or head_dim: they were taken from the model, not checked")
@@ -190,11 +168,11 @@ def gpu_of(meta: dict[str, Any], meta_path: Path) -> tuple[GPUSpec, int | None]:
     """
     hardware = str(meta.get("hardware", ""))
     if hardware not in HARDWARE:
-        _fail(meta_path, "hardware", hardware, "no servesim GPU spec is known for this GPU",
+        fail(meta_path, "hardware", hardware, "no servesim GPU spec is known for this GPU",
               f"import a profile of {', '.join(sorted(HARDWARE))}, or add the GPU to profiler/imports/llmservingsim.py HARDWARE")
     name, sms = HARDWARE[hardware]
     if name not in GPUS:
-        _fail(meta_path, "hardware", hardware, f"servesim has no datasheet numbers named {name!r} (simulator/specs/gpu.py)",
+        fail(meta_path, "hardware", hardware, f"servesim has no datasheet numbers named {name!r} (simulator/specs/gpu.py)",
               f"add {name!r} to simulator/specs/gpu.py GPUS")
     return GPUS[name], sms
 
@@ -262,9 +240,9 @@ def import_llmservingsim(folder: Path, model: ModelSpec, tps: tuple[int, ...], o
     have = sorted(p.name for p in folder.glob("tp*") if p.is_dir())
     for tp in tps:
         if (why := check_tp(model, tp)) is not None:
-            _fail(source, field, tp, f"TP {tp} {why} of {model.name}", "import TP degrees the model can be sharded over")
+            fail(source, field, tp, f"TP {tp} {why} of {model.name}", "import TP degrees the model can be sharded over")
         if not (folder / f"tp{tp}").is_dir():
-            _fail(folder / f"tp{tp}", "", ..., f"TP {tp} was not profiled (folders: {', '.join(have) or 'none'})", "import profiled TP degrees only (--tp)")
+            fail(folder / f"tp{tp}", "", ..., f"TP {tp} was not profiled (folders: {', '.join(have) or 'none'})", "import profiled TP degrees only (--tp)")
     engine = meta.get("engine_effective") or {}
     block_size = int(engine.get("block_size", 16))
     arch = str(meta.get("architecture", ""))

@@ -43,9 +43,7 @@ thousands of tokens) and is left out, with a note.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -54,8 +52,8 @@ from profiler.catalogue import (
     ATTENTION_DECODE, ATTENTION_PREFILL, DTYPE_BYTES, ELEMENTWISE, GEMM, OPERATORS, check_tp, elementwise_width, gemm_shape, layer_dims,
 )
 from profiler.imports.bundle_writer import ImportedBundle, Source, counts
+from profiler.imports.csv_tables import fail, numbers, read_csv
 from profiler.sweeps import SweepConfig
-from simulator.errors import ScenarioError
 from simulator.specs.gpu import GIGA, GPUS, TERA, GPUSpec
 from simulator.specs.model import ModelSpec
 
@@ -85,9 +83,6 @@ BOOLEANS = ("is_prefill", "use_gated_mlp")
 ATTENTION_SAMPLES = 5  # attention_wrapper.py: ACTIVE_STEPS timed calls per shape
 
 
-def _fail(path: Path | str, field: str, value: Any, problem: str, fix: str) -> NoReturn:
-    raise ScenarioError(str(path), field, value, problem, fix)
-
 
 def median_column(op: str) -> str:
     return f"time_stats.{op}.median"
@@ -101,33 +96,16 @@ def read_table(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             holds a non-number (the message names the file, column and row).
     """
     fix = "restore the file from the Vidur profile (or re-run Vidur's profiler)"
-    if not path.is_file():
-        _fail(path, "", ..., "file not found", fix)
-    try:
-        with warnings.catch_warnings():  # a row longer than the header is an error, not a shifted index
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, index_col=False)
-    except pd.errors.EmptyDataError:
-        _fail(path, "", ..., "empty file", fix)
-    except (pd.errors.ParserError, pd.errors.ParserWarning, UnicodeDecodeError, ValueError) as e:
-        _fail(path, "", ..., f"not a readable CSV ({type(e).__name__})", fix)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        _fail(path, missing[0], ..., "column missing", fix)
-    if frame.empty:
-        _fail(path, "", ..., "no rows", fix)
+    frame = read_csv(path, columns, fix)
     for c in columns:
         if c in BOOLEANS:
             text = frame[c].astype(str).str.strip().str.lower()
             bad = np.flatnonzero(~text.isin(["true", "false"]).to_numpy())
             if len(bad):
-                _fail(path, f"row {int(bad[0]) + 2}", frame[c].iloc[bad[0]], f"column {c} is not True or False", fix)
+                fail(path, f"row {int(bad[0]) + 2}", frame[c].iloc[bad[0]], f"column {c} is not True or False", fix)
             frame[c] = text == "true"
             continue
-        values = pd.to_numeric(frame[c], errors="coerce")
-        bad = np.flatnonzero(~np.isfinite(values.to_numpy(np.float64)))
-        if len(bad):
-            _fail(path, f"row {int(bad[0]) + 2}", frame[c].iloc[bad[0]], f"column {c} is not a number", fix)
+        values = numbers(frame, c, path, fix)
         frame[c] = values.astype(np.int64)
     for c in [c for c in frame.columns if str(c).startswith("time_stats.")]:
         frame[c] = pd.to_numeric(frame[c], errors="coerce")  # a failed timing is NaN: the row is skipped
@@ -149,10 +127,10 @@ def _model_rows(frame: pd.DataFrame, path: Path, model: ModelSpec, heads_column:
         wrong = next(c for c in want if int(first[c]) != want[c])
         have = ", ".join(f"{c} {int(first[c])}" for c in want)
         mine = ", ".join(f"{c} {v}" for c, v in want.items())
-        _fail(path, wrong, int(first[wrong]), f"the file profiles a model with {have}, not {model.name} ({mine})",
+        fail(path, wrong, int(first[wrong]), f"the file profiles a model with {have}, not {model.name} ({mine})",
               "import with the model Vidur profiled: give its config.json")
     if model.hidden_size // model.num_attention_heads != model.head_dim:
-        _fail(path, "n_embd", model.hidden_size, f"Vidur's head size is n_embd / n_head = {model.hidden_size // model.num_attention_heads}, "
+        fail(path, "n_embd", model.hidden_size, f"Vidur's head size is n_embd / n_head = {model.hidden_size // model.num_attention_heads}, "
               f"but {model.name} has head_dim {model.head_dim}", "import a model whose head_dim is hidden_size / num_attention_heads")
     return frame[match]
 
@@ -161,7 +139,7 @@ def _tp_rows(frame: pd.DataFrame, path: Path, tp: int) -> pd.DataFrame:
     rows = frame[frame["num_tensor_parallel_workers"] == tp]
     if rows.empty:
         have = ", ".join(map(str, sorted(frame["num_tensor_parallel_workers"].unique())))
-        _fail(path, "num_tensor_parallel_workers", tp, f"TP {tp} was not profiled (the file has {have})", "import profiled TP degrees only (--tp)")
+        fail(path, "num_tensor_parallel_workers", tp, f"TP {tp} was not profiled (the file has {have})", "import profiled TP degrees only (--tp)")
     return rows
 
 
@@ -241,23 +219,23 @@ def import_vidur(folder: Path, model: ModelSpec, tps: tuple[int, ...], out: Path
     """
     folder = Path(folder)
     if not folder.is_dir():
-        _fail(source, field, f"vidur:{folder}", "profile folder not found", "give Vidur's model folder .../compute/<gpu>/<org>/<model> (it holds mlp.csv)")
+        fail(source, field, f"vidur:{folder}", "profile folder not found", "give Vidur's model folder .../compute/<gpu>/<org>/<model> (it holds mlp.csv)")
     gpu_name = folder.parent.parent.name.lower()
     if gpu_name not in GPU_FOLDERS:
-        _fail(source, field, f"vidur:{folder}", f"the GPU folder {folder.parent.parent.name!r} is not one servesim has datasheet numbers for",
+        fail(source, field, f"vidur:{folder}", f"the GPU folder {folder.parent.parent.name!r} is not one servesim has datasheet numbers for",
               f"give a model folder under compute/{{{','.join(GPU_FOLDERS)}}}/<org>/<model>, or add the GPU to profiler/imports/vidur.py GPU_FOLDERS")
     gpu, sms = GPU_FOLDERS[gpu_name]
     tps = tuple(sorted(tps))
     for tp in tps:
         if (why := check_tp(model, tp)) is not None:
-            _fail(source, field, tp, f"TP {tp} {why} of {model.name}", "import TP degrees the model can be sharded over")
+            fail(source, field, tp, f"TP {tp} {why} of {model.name}", "import TP degrees the model can be sharded over")
     mlp_path, att_path = folder / "mlp.csv", folder / "attention.csv"
     mlp = read_table(mlp_path, MLP_SHAPE + ("use_gated_mlp",))
     missing = [t for t in REQUIRED if median_column(t) not in mlp.columns]
     if missing:
-        _fail(mlp_path, median_column(missing[0]), ..., "column missing", "restore the file from the Vidur profile (or re-run Vidur's profiler)")
+        fail(mlp_path, median_column(missing[0]), ..., "column missing", "restore the file from the Vidur profile (or re-run Vidur's profiler)")
     if not mlp["use_gated_mlp"].all():
-        _fail(mlp_path, "use_gated_mlp", False, "servesim's layers have a gated (SwiGLU) MLP", "import a profile of a gated-MLP model")
+        fail(mlp_path, "use_gated_mlp", False, "servesim's layers have a gated (SwiGLU) MLP", "import a profile of a gated-MLP model")
     mlp = _model_rows(mlp, mlp_path, model, "n_head")
     attention = None
     if att_path.is_file():
