@@ -6,6 +6,8 @@ line prints it on one line and exits with code 2.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,9 @@ from profiler.catalogue import QUANTIZATIONS, check_tp
 from profiler.sweeps import SweepConfig
 from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
+from simulator.yaml_files import TAKEN_BY, yaml_file_kind
+
+_BUNDLE_FIX = "give the --out folder of `servesim profile` (or of `servesim profile import`)"
 
 
 def resolve_model(value: str) -> ModelSpec:
@@ -117,13 +122,45 @@ def run_fit(profile_dir: Path, folds: int, target: str, html: bool, progress: bo
     """Fit the bundle at ``profile_dir``; returns the fit report.
 
     Raises:
-        ScenarioError: not a folder, not a bundle, or a bundle without measurements.
+        ScenarioError: not a folder (a scenario, sweep, plan or GPU spec file is named as such,
+            with the command that takes it), not a bundle, a profile.json that is not a
+            manifest, a bundle without measurements, or a bundle this user cannot write the fit into.
     """
     from profiler.fit import fit_bundle
 
+    if profile_dir.is_file():
+        kind = yaml_file_kind(profile_dir)
+        if kind is not None:
+            raise ScenarioError(str(profile_dir), "", ..., f"is a {kind} file, not a profile bundle folder", f"give it to {TAKEN_BY[kind]}; `servesim fit` takes a bundle: {_BUNDLE_FIX}")
+        raise ScenarioError(str(profile_dir), "", ..., "is a file, not a profile bundle folder", _BUNDLE_FIX)
     if not profile_dir.is_dir():
         raise ScenarioError(str(profile_dir), "", ..., "profile folder not found", "give the --out folder of `servesim profile`")
-    return fit_bundle(profile_dir, folds=folds, html=html, progress=progress, target=target)
+    _check_manifest(profile_dir / "profile.json")
+    if not os.access(profile_dir, os.W_OK | os.X_OK):
+        raise ScenarioError(str(profile_dir), "", ..., "this user cannot write the fit (runtime_model.json, fit_report.json) into the bundle", "make the folder writable, or fit a copy of it")
+    try:
+        return fit_bundle(profile_dir, folds=folds, html=html, progress=progress, target=target)
+    except OSError as e:
+        raise ScenarioError(str(e.filename or profile_dir), "", ..., f"cannot read or write it while fitting ({e.strerror or type(e).__name__})", "check the bundle's permissions and free space") from None
+
+
+def _check_manifest(path: Path) -> None:
+    """Fail unless ``path`` (a bundle's profile.json), when present, is a JSON object naming the model and TP degrees.
+
+    Raises:
+        ScenarioError: not UTF-8, not JSON, or not such an object.
+    """
+    if not path.is_file():
+        return  # the fit says "not a profile bundle"
+    fix = "restore profile.json from a copy of the bundle, or profile again into a new --out folder"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ScenarioError(str(path), "", ..., "is not UTF-8 text", fix) from None
+    except json.JSONDecodeError as e:
+        raise ScenarioError(str(path), "", ..., f"is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", fix) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), dict) or not isinstance(manifest.get("tensor_parallel_sizes"), list):
+        raise ScenarioError(str(path), "", ..., "is not a profile manifest (a JSON object with model and tensor_parallel_sizes)", fix)
 
 
 def run_import(source_spec: str, model: str, tp: str, out: Path, fit: bool) -> dict[str, Any]:

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
+import zlib
 from bisect import bisect_right
 from pathlib import Path
 from typing import Callable
@@ -148,27 +150,46 @@ class Table2D:
         return self.inside(e0, e1) * self.roof(x0, x1) / self.roof(e0, e1)
 
 
-def _load_runtime_model(root: Path, source: str) -> tuple[dict, dict[str, np.ndarray]]:
-    """runtime_model.json and its tables, fitting the bundle first when they are missing or stale."""
+def _read_runtime_model(root: Path, check_fingerprint: bool) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """The bundle's cached fit, or None when it is missing, stale or unreadable."""
     from profiler.bundle import fingerprint  # cheap: no scikit-learn, no torch
 
-    meta_path, tables_path = root / "runtime_model.json", root / "runtime_model.npz"
-    meta = None
-    if meta_path.is_file() and tables_path.is_file():
-        with open(meta_path) as f:
+    try:
+        with open(root / "runtime_model.json") as f:
             meta = json.load(f)
-    if meta is None or meta.get("format") != 1 or meta.get("fingerprint") != fingerprint(root):
-        from profiler.fit import fit_bundle  # scikit-learn: only when a fit is needed
-
-        try:
-            fit_bundle(root, html=False)
-        except OSError as e:
-            raise ScenarioError(source, FIELD, str(root), f"has no up-to-date runtime model and it cannot be written there ({e.strerror})", f"run `servesim fit {root}` where the bundle is writable") from None
-        with open(meta_path) as f:
-            meta = json.load(f)
-    with np.load(tables_path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+        if not isinstance(meta, dict) or meta.get("format") != 1 or (check_fingerprint and meta.get("fingerprint") != fingerprint(root)):
+            return None
+        with np.load(root / "runtime_model.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):  # JSON and decoding errors are ValueErrors
+        return None
     return meta, arrays
+
+
+def _load_runtime_model(root: Path, source: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """runtime_model.json and its tables, fitting the bundle first when they are missing, stale or broken.
+
+    The runtime model is a cache of the fit of the bundle's measurements (keyed by their
+    fingerprint), so a broken one (corrupt JSON, a truncated .npz) is refitted from the
+    measurements and rewritten, as ``servesim fit`` would, the same as a stale one.
+
+    Raises:
+        ScenarioError: the refit cannot be written into the bundle, or what it wrote cannot be
+            read back (both name the bundle and ``servesim fit``); or the fit's own errors.
+    """
+    cached = _read_runtime_model(root, check_fingerprint=True)
+    if cached is not None:
+        return cached
+    from profiler.fit import fit_bundle  # scikit-learn: only when a fit is needed
+
+    try:
+        fit_bundle(root, html=False)
+    except OSError as e:
+        raise ScenarioError(source, FIELD, str(root), f"has no up-to-date runtime model and it cannot be written there ({e.strerror})", f"run `servesim fit {root}` where the bundle is writable") from None
+    cached = _read_runtime_model(root, check_fingerprint=False)
+    if cached is None:
+        raise ScenarioError(source, FIELD, str(root), "its runtime model (runtime_model.json, runtime_model.npz) was refitted but cannot be read back", f"check the disk, then run `servesim fit {root}`")
+    return cached
 
 
 class ProfiledCostModel:
