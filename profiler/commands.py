@@ -51,6 +51,8 @@ def parse_tps(value: str, model: ModelSpec) -> tuple[int, ...]:
         raise ScenarioError("--tp", "", value, "not a comma-separated list of integers", "write e.g. --tp 1,2,4,8") from None
     if not tps:
         raise ScenarioError("--tp", "", value, "lists no TP degree", "write e.g. --tp 1,2,4,8")
+    if tps[0] < 1:
+        raise ScenarioError("--tp", "", tps[0], "is not a TP degree (a positive integer)", "write e.g. --tp 1,2,4,8")
     for tp in tps:
         problem = check_tp(model, tp)
         if problem:

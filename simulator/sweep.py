@@ -54,7 +54,7 @@ from simulator.scenario import _PATH_FIELDS, Scenario, load_scenario, parse_over
 __all__ = ["LOAD_AXES", "CapacitySpec", "Configuration", "RunSpec", "Sweep", "SweepFile", "is_sweep_file", "load_sweep"]
 
 LOAD_AXES = ("rate", "rate_scale")
-PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class CapacitySpec(BaseModel):
