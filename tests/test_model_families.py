@@ -1,0 +1,171 @@
+"""Model families read from config.json: each family's own fields, and one-line errors for what is not understood.
+
+Toy configs are written by the tests; the expected parameter counts are worked out by hand from
+the modules each family's Hugging Face modelling code creates.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator.errors import ScenarioError
+from simulator.specs.model import model_spec_from_hf_config
+from tests.conftest import REPO
+
+# A toy width shared by the fixtures: h 64, 4 query heads and 2 KV heads of 16, MLP 128, 2 layers.
+TOY = {"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "num_hidden_layers": 2,
+       "vocab_size": 100, "max_position_embeddings": 256, "tie_word_embeddings": False}
+# Per layer of the toy Llama: q 64x64 + k, v 64x32 each + o 64x64 = 12,288; gate, up, down 3 x 64 x 128 = 24,576;
+# two RMSNorm weights 128. Embedding and lm_head 2 x 100 x 64, final norm 64.
+TOY_ATTENTION, TOY_MLP, TOY_NORMS, TOY_VOCAB = 12_288, 24_576, 128, 12_800
+
+
+def write_config(tmp_path: Path, **fields) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(fields))
+    return path
+
+
+def read(tmp_path: Path, **fields):
+    return model_spec_from_hf_config(write_config(tmp_path, **fields))
+
+
+def test_llama_toy_counts_by_hand(tmp_path):
+    spec = read(tmp_path, model_type="llama", **TOY)
+    assert spec.num_params == 2 * (TOY_ATTENTION + TOY_MLP + TOY_NORMS) + TOY_VOCAB + 64 == 86_848
+    assert (spec.ffn_kind, spec.norm_kind, spec.position_kind, spec.moe) == ("gated_silu", "rmsnorm", "rotary", None)
+
+
+def test_qwen2_has_qkv_bias_and_qwen3_a_per_head_qk_norm(tmp_path):
+    qwen2 = read(tmp_path, model_type="qwen2", **TOY)
+    assert qwen2.attention_bias and not qwen2.o_proj_bias
+    assert qwen2.num_params == 86_848 + 2 * (64 + 2 * 32)  # q, k, v biases per layer
+    qwen3 = read(tmp_path, model_type="qwen3", head_dim=32, **TOY)
+    assert qwen3.qk_norm == "rmsnorm" and qwen3.head_dim == 32
+    # head_dim 32: q 64x128 + k, v 64x64 each + o 128x64 = 24,576; q_norm and k_norm 2 x 32.
+    assert qwen3.num_params == 2 * (24_576 + 64 + TOY_MLP + TOY_NORMS) + TOY_VOCAB + 64
+
+
+def test_sliding_windows_per_family(tmp_path):
+    mistral = read(tmp_path, model_type="mistral", sliding_window=32, **TOY)
+    assert (mistral.sliding_window, mistral.sliding_layers) == (32, (0, 1))
+    assert read(tmp_path, model_type="mistral", sliding_window=None, **TOY).sliding_layers == ()
+    # Qwen: the window applies only with use_sliding_window, from layer max_window_layers on.
+    assert read(tmp_path, model_type="qwen2", sliding_window=32, **TOY).sliding_window is None
+    qwen = read(tmp_path, model_type="qwen3", sliding_window=32, use_sliding_window=True, max_window_layers=1, **TOY)
+    assert (qwen.sliding_window, qwen.sliding_layers) == (32, (1,))
+
+
+def test_opt_reads_ffn_dim_relu_layernorm_learned_positions(tmp_path):
+    fields = {k: v for k, v in TOY.items() if k not in ("intermediate_size", "num_key_value_heads", "tie_word_embeddings")}
+    spec = read(tmp_path, model_type="opt", ffn_dim=256, activation_function="relu", word_embed_proj_dim=64, **fields)
+    assert (spec.ffn_kind, spec.norm_kind, spec.position_kind, spec.intermediate_size) == ("relu", "layernorm", "learned", 256)
+    assert spec.num_kv_heads == 4 and spec.tie_word_embeddings and spec.word_embed_proj_dim is None
+    # Per layer: q, k, v, out_proj 4 x 64 x 64 + 4 x 64 biases = 16,640; fc1 64x256 + 256, fc2 256x64 + 64 = 33,088;
+    # two LayerNorms (weight and bias) 256. Tied embedding 100 x 64, positions (256 + 2) x 64, final LayerNorm 128.
+    assert spec.num_params == 2 * (16_640 + 33_088 + 256) + 6_400 + 258 * 64 + 128
+    narrow = read(tmp_path, model_type="opt", ffn_dim=256, word_embed_proj_dim=32, **fields)
+    # A 32-wide embedding: the table is 100 x 32, project_in and project_out 32 x 64 each.
+    assert narrow.embedding_dim == 32
+    assert narrow.num_params == spec.num_params - 6_400 + 3_200 + 2 * 2_048
+    with pytest.raises(ScenarioError, match=r"activation_function = 'gelu'"):
+        read(tmp_path, model_type="opt", ffn_dim=256, activation_function="gelu", **fields)
+
+
+def test_mixtral_experts_total_and_active(tmp_path):
+    spec = read(tmp_path, model_type="mixtral", num_local_experts=4, num_experts_per_tok=2, **TOY)
+    assert spec.moe is not None and spec.moe.moe_layers == (0, 1)
+    # Per layer: router 64 x 4 plus 4 experts of 24,576; a token runs 2 of them.
+    layer = TOY_ATTENTION + TOY_NORMS + 256 + 4 * TOY_MLP
+    assert spec.num_params == 2 * layer + TOY_VOCAB + 64
+    assert spec.num_active_params == spec.num_params - 2 * 2 * TOY_MLP
+    with pytest.raises(ScenarioError, match="num_experts_per_tok = 8: exceeds the 4 experts"):
+        read(tmp_path, model_type="mixtral", num_local_experts=4, num_experts_per_tok=8, **TOY)
+
+
+def test_qwen3_moe_sparse_step_and_dense_only_layers(tmp_path):
+    fields = dict(TOY, num_hidden_layers=6)
+    spec = read(tmp_path, model_type="qwen3_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32,
+                decoder_sparse_step=2, mlp_only_layers=[3], **fields)
+    assert spec.moe.moe_layers == (1, 5)  # (i + 1) % 2 == 0, but layer 3 is dense
+    assert spec.qk_norm == "rmsnorm" and spec.moe.expert_intermediate_size == 32
+    with pytest.raises(ScenarioError, match="mlp_only_layers"):
+        read(tmp_path, model_type="qwen3_moe", num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, mlp_only_layers=[6], **fields)
+
+
+def test_deepseek_v3_dense_first_layers_shared_experts_and_mla(tmp_path):
+    fields = dict(TOY, num_hidden_layers=4, num_key_value_heads=4)
+    spec = read(tmp_path, model_type="deepseek_v3", n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=32,
+                first_k_dense_replace=1, q_lora_rank=24, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16, **fields)
+    assert spec.moe.moe_layers == (1, 2, 3) and spec.mla.kv_lora_rank == 16
+    assert spec.head_dim == 24 and spec.kv_elements_per_token_layer() == 16 + 8  # the latent and the shared rotary key
+    # MLA per layer: q_a 64x24 + its norm 24 + q_b 24 x 4 x 24; kv_a 64 x (16 + 8) + its norm 16 + kv_b 16 x 4 x (16 + 16); o 4 x 16 x 64.
+    attention = 1_536 + 24 + 2_304 + 1_536 + 16 + 2_048 + 4_096
+    expert = 3 * 64 * 32
+    moe_mlp = 64 * 8 + 8 * expert + expert  # router, 8 routed experts, 1 shared expert of the same width
+    total = 4 * (attention + TOY_NORMS) + TOY_MLP + 3 * moe_mlp + TOY_VOCAB + 64
+    assert spec.num_params == total
+    assert spec.num_active_params == total - 3 * 6 * expert
+
+
+def test_gpt_oss_alternating_windows_biases_and_sinks(tmp_path):
+    fields = dict(TOY, num_hidden_layers=4)
+    spec = read(tmp_path, model_type="gpt_oss", num_local_experts=4, experts_per_token=2, sliding_window=16,
+                layer_types=["sliding_attention", "full_attention"] * 2, **fields)
+    assert (spec.sliding_layers, spec.sliding_window, spec.attention_sinks) == ((0, 2), 16, True)
+    # Attention with biases (q, k, v 128, o 64) and 4 sinks; experts with biases (2 x 128 + 64); router with a bias.
+    attention = TOY_ATTENTION + 128 + 64 + 4
+    expert = TOY_MLP + 2 * 128 + 64
+    assert spec.num_params == 4 * (attention + TOY_NORMS + 64 * 4 + 4 + 4 * expert) + TOY_VOCAB + 64
+    with pytest.raises(ScenarioError, match="layer_types"):
+        read(tmp_path, model_type="gpt_oss", num_local_experts=4, experts_per_token=2, sliding_window=16, layer_types=["sliding_attention"], **fields)
+
+
+def test_llama4_text_config_interleaved_moe_and_shared_expert(tmp_path):
+    text = dict(TOY, num_hidden_layers=4, intermediate_size=32, intermediate_size_mlp=128, num_local_experts=4, num_experts_per_tok=1,
+                interleave_moe_layer_step=2, use_qk_norm=True, model_type="llama4_text")
+    spec = read(tmp_path, model_type="llama4", architectures=["Llama4ForConditionalGeneration"], text_config=text)
+    assert spec.moe.moe_layers == (1, 3) and spec.qk_norm == "l2" and spec.intermediate_size == 128
+    expert = 3 * 64 * 32
+    assert spec.num_params == 4 * (TOY_ATTENTION + TOY_NORMS) + 2 * TOY_MLP + 2 * (64 * 4 + 4 * expert + expert) + TOY_VOCAB + 64
+
+
+def test_unknown_model_type_is_one_line_naming_file_field_value_and_the_supported_list(tmp_path):
+    path = write_config(tmp_path, model_type="falcon", **TOY)
+    with pytest.raises(ScenarioError) as e:
+        model_spec_from_hf_config(path)
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: model_type = 'falcon': ")
+    for family in ("llama", "mistral", "qwen2", "qwen3", "opt", "mixtral", "qwen3_moe", "deepseek_v3", "gpt_oss", "llama4"):
+        assert family in message
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"model_type": "llama", "num_local_experts": 8, "num_experts_per_tok": 2}, "num_local_experts"),  # Mixtral typed as Llama
+    ({"num_experts": 8, "moe_intermediate_size": 32}, "num_experts"),  # no model_type: read as Llama, but it has experts
+    ({"model_type": "qwen3", "num_experts": 8}, "num_experts"),
+    ({"model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2, "n_shared_experts": 1}, "n_shared_experts"),
+    ({"model_type": "llama", "architectures": ["MixtralForCausalLM"]}, "architectures"),
+])
+def test_moe_looking_configs_the_reader_would_misread_are_refused(tmp_path, fields, field):
+    with pytest.raises(ScenarioError) as e:
+        read(tmp_path, **TOY, **fields)
+    assert f": {field} = " in str(e.value) and "\n" not in str(e.value)
+
+
+def test_servesim_check_refuses_them_in_one_line(tmp_path):
+    config = write_config(tmp_path, model_type="llama", num_local_experts=8, num_experts_per_tok=2, **TOY)
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps(dict(TOY, model_type="mamba")))
+    for path, words in ((config, "num_local_experts = 8"), (unknown, "model_type = 'mamba'")):
+        proc = subprocess.run([sys.executable, "-m", "simulator.cli", "check", str(REPO / "scenarios" / "quickstart.yaml"), "--set", f"model.config={path}"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0] and str(path) in lines[0]
