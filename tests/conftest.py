@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,24 @@ REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
 AZURE_CONV = TRACES / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
 MOONCAKE_CONV = TRACES / "mooncake" / "conversation_trace.jsonl"
+
+
+def servesim(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m simulator.cli ARGS`` run in ``cwd``; stdout and stderr captured as text."""
+    return subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(stderr: str, *fragments: str, prefix: str = "servesim: error:") -> str:
+    """Assert ``stderr`` is one line starting with ``prefix`` (no traceback) holding every fragment; return it.
+
+    ``prefix="servesim: warning:"`` checks a warning the same way.
+    """
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
 
 
 def make_request(request_id: int = 0, prompt: int = 10, output: int = 3, arrival: float | None = None) -> Request:
