@@ -169,3 +169,28 @@ def test_servesim_check_refuses_them_in_one_line(tmp_path):
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0] and str(path) in lines[0]
+
+
+@pytest.mark.parametrize("name, total, active", [
+    # Published figures (billions): Mistral AI's announcements, Qwen's and Meta's model cards, DeepSeek-V3's
+    # report, OpenAI's gpt-oss model card (active without the embedding), OPT's and Code Llama's papers (sizes
+    # by name only); benchmarks/model_params.py prints the sources.
+    ("mixtral-8x7b", 46.7, 12.9), ("mixtral-8x22b", 141, 39), ("qwen3-30b-a3b", 30.5, 3.3), ("qwen3-235b-a22b", 235, 22),
+    ("deepseek-v3", 671, 37), ("llama-4-scout", 109, 17), ("qwen3-8b", 8.2, None), ("qwen3-14b", 14.8, None), ("qwen3-32b", 32.8, None),
+    ("opt-13b", 13, None), ("codellama-34b", 34, None), ("gpt-oss-20b", 20.91, None), ("gpt-oss-120b", 116.83, None),
+])
+def test_bundled_models_match_published_parameter_counts(name, total, active):
+    from simulator.specs.model import bundled_model_spec
+
+    spec = bundled_model_spec(name)
+    assert spec.num_params / 1e9 == pytest.approx(total, rel=0.02)
+    if active is not None:
+        assert spec.num_active_params / 1e9 == pytest.approx(active, rel=0.02)
+
+
+def test_gpt_oss_active_parameters_as_its_model_card_counts_them():
+    from simulator.specs.model import bundled_model_spec
+
+    for name, active in (("gpt-oss-20b", 3.61), ("gpt-oss-120b", 5.13)):
+        spec = bundled_model_spec(name)
+        assert (spec.num_active_params - spec.vocab_size * spec.hidden_size) / 1e9 == pytest.approx(active, abs=0.005)
