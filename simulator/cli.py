@@ -10,8 +10,6 @@ line each and the command goes on (``simulator.scenario_warnings`` says which is
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -19,76 +17,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from simulator.cli_errors import ServesimGroup
+from simulator.cli_errors import check_out as _check_out
+from simulator.cli_errors import fail as _fail
+from simulator.cli_errors import os_error as _os_error
+from simulator.cli_errors import warn as _warn
 from simulator.errors import ScenarioError
 from simulator.scenario import Scenario, load_scenario, scenario_to_dict
 
 _ERR = Console(stderr=True)
-
-
-def _fail(error: ScenarioError) -> None:
-    click.echo(f"servesim: error: {error}", err=True)
-    sys.exit(2)
-
-
-def _warn(message: str) -> None:
-    """One warning line on stderr; the command goes on."""
-    click.echo(f"servesim: warning: {message}", err=True)
-
-
-class _Group(click.Group):
-    """The ``servesim`` group: click's own usage errors (an unknown option, a missing argument, a
-    bad choice) print one line too, ``servesim: error: servesim CMD: MESSAGE; see ... --help``."""
-
-    def main(self, args=None, *rest, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
-        if not standalone_mode:
-            return super().main(args, *rest, standalone_mode=False, **kwargs)
-        try:
-            code = super().main(args, *rest, standalone_mode=False, **kwargs)
-        except click.UsageError as e:
-            names, ctx = [], e.ctx
-            while ctx is not None and ctx.parent is not None:
-                names.append(ctx.info_name)
-                ctx = ctx.parent
-            if e.ctx is None:  # an option parsed before click made the command's context
-                names = [next((a for a in (sys.argv[1:] if args is None else args) if a in self.commands), "")][:1]
-            command = " ".join(["servesim", *reversed([n for n in names if n])])
-            click.echo(f"servesim: error: {command}: {e.format_message().rstrip('.')}; see `{command} --help`", err=True)
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            click.echo(f"servesim: error: {e.format_message()}", err=True)
-            sys.exit(e.exit_code)
-        except click.Abort:
-            click.echo("servesim: aborted", err=True)
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-def _check_out(out: Path, source: str, field: str = "") -> None:
-    """Fail unless ``out`` is a folder this process can write into, or can create; creates nothing.
-
-    Checked before a command does its work, so a long run never ends on an unwritable folder.
-    """
-    if out.exists():
-        if not out.is_dir():
-            problem = "is a file, not a folder"
-        elif not os.access(out, os.W_OK | os.X_OK):
-            problem = "is a folder this user cannot write into"
-        else:
-            return
-    else:
-        above = next((p for p in out.absolute().parents if p.exists()), None)
-        if above is not None and not above.is_dir():
-            problem = f"cannot be created: {above} is a file"
-        elif above is not None and not os.access(above, os.W_OK | os.X_OK):
-            problem = f"cannot be created: {above} is not writable"
-        else:
-            return
-    _fail(ScenarioError(source, field, str(out), problem, "choose a folder you can write"))
-
-
-def _os_error(e: OSError, option: str = "--out") -> ScenarioError:
-    """A results file that could not be written (disk full, permissions changed mid-run) as one line."""
-    return ScenarioError(str(e.filename or option), "", ..., f"cannot write it ({e.strerror or type(e).__name__})", f"free space or choose another {option} folder")
 
 
 def _ms(stat: dict, key: str) -> str:
@@ -128,7 +65,7 @@ def summary_table(summary: dict, title: str) -> Table:
     return outer
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ServesimGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="servesim")
 def main() -> None:
     """servesim: simulate LLM serving deployments on real request traces."""
