@@ -12,6 +12,12 @@ and per step: ``embedding`` (plus an all-reduce of the vocab-parallel lookup), t
 preparation on the host). With a quantized model the four linear layers also run as ``w8a8``,
 ``w4a16`` or ``fp8`` GEMMs, with ``quantize_activations`` before W8A8 and FP8 GEMMs.
 
+That is the Llama layout (``OPERATORS``); other dense families swap operators where their layers
+differ (``FAMILY_OPERATORS``, ``model_operators``), as the roofline prices them: OPT runs
+``up_proj`` (no gate), ``relu``, ``add_layernorm`` (residual add then LayerNorm), a learned
+``position_embedding`` after the token embedding and a final ``layernorm``, and no rotary; Qwen3
+adds ``qk_norm`` (per-head RMSNorm of Q and K).
+
 Each measurement is one row of a tidy CSV, one file per operator kind (``KINDS``); its shape
 columns are the kind's ``SHAPE_COLUMNS``. FLOPs and bytes moved are computed here, with the
 roofline's formulas, and stored with every row so the fit can use them as features. Nothing here
@@ -95,6 +101,54 @@ OPERATORS: dict[str, OperatorSpec] = {
         OperatorSpec("cpu_overhead", CPU_OVERHEAD, "batch", 0, False),
     )
 }
+# Operators of the other dense families. The norms and the position embedding do not change with TP,
+# but are measured at every TP degree: the fit reuses one degree's table for the others only for
+# the operators above.
+FAMILY_OPERATORS: dict[str, OperatorSpec] = {
+    op.name: op
+    for op in (
+        OperatorSpec("up_proj", GEMM, "tokens", 1, True),
+        OperatorSpec("add_layernorm", ELEMENTWISE, "tokens", 2, True),
+        OperatorSpec("qk_norm", ELEMENTWISE, "tokens", 1, True),
+        OperatorSpec("relu", ELEMENTWISE, "tokens", 1, True),
+        OperatorSpec("position_embedding", ELEMENTWISE, "tokens", 0, True),
+        OperatorSpec("layernorm", ELEMENTWISE, "sampled", 0, True),
+    )
+}
+ALL_OPERATORS: dict[str, OperatorSpec] = {**OPERATORS, **FAMILY_OPERATORS}
+
+
+def model_operators(model: ModelSpec) -> list[OperatorSpec]:
+    """The operators one step of ``model`` runs, in catalogue order (``OPERATORS`` for the Llama layout).
+
+    A ReLU MLP runs ``up_proj`` and ``relu`` instead of ``gate_up_proj`` and ``silu_mul``;
+    LayerNorm runs ``add_layernorm`` and a final ``layernorm`` instead of ``add_rmsnorm`` and
+    ``rmsnorm``; learned positions run ``position_embedding`` instead of ``rotary``; a q/k norm
+    adds ``qk_norm``.
+    """
+    swap: dict[str, str | None] = {}
+    if model.ffn_kind == "relu":
+        swap |= {"gate_up_proj": "up_proj", "silu_mul": "relu"}
+    if model.norm_kind == "layernorm":
+        swap |= {"add_rmsnorm": "add_layernorm", "rmsnorm": "layernorm"}
+    if model.position_kind == "learned":
+        swap |= {"rotary": None}
+    out: list[OperatorSpec] = []
+    for name, op in OPERATORS.items():
+        if name == "rotary" and model.qk_norm != "none":
+            out.append(FAMILY_OPERATORS["qk_norm"])
+        if name == "embedding" and model.position_kind == "learned":
+            out += [op, FAMILY_OPERATORS["position_embedding"]]
+            continue
+        new = swap.get(name, name)
+        if new is not None:
+            out.append(ALL_OPERATORS[new])
+    return out
+
+
+def linear_operators(model: ModelSpec) -> tuple[str, ...]:
+    """The linear layers of one layer of ``model`` (the quantizable GEMMs), in run order."""
+    return tuple(op.name for op in model_operators(model) if op.kind == GEMM and op.name != "lm_head")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +163,7 @@ class LayerDims:
     intermediate: int
     vocab_shard: int
     vocab: int
+    embedding: int = 0  # the token embedding's width (lm_head's input): h unless OPT's word_embed_proj_dim
 
     @property
     def q_width(self) -> int:
@@ -125,6 +180,7 @@ def layer_dims(model: ModelSpec, tp: int) -> LayerDims:
         tp=tp, hidden=model.hidden_size, head_dim=model.head_dim,
         q_heads=model.num_attention_heads // tp, kv_heads=max(1, model.num_kv_heads // tp),
         intermediate=model.intermediate_size // tp, vocab_shard=math.ceil(model.vocab_size / tp), vocab=model.vocab_size,
+        embedding=model.embedding_dim,
     )
 
 
@@ -148,8 +204,9 @@ def gemm_shape(operator: str, dims: LayerDims) -> tuple[int, int]:
         "qkv_proj": (q + 2 * kv, h),
         "o_proj": (h, q),
         "gate_up_proj": (2 * inter, h),
+        "up_proj": (inter, h),
         "down_proj": (h, inter),
-        "lm_head": (dims.vocab_shard, h),
+        "lm_head": (dims.vocab_shard, dims.embedding or h),
     }[operator]
 
 
@@ -161,8 +218,13 @@ def elementwise_width(operator: str, dims: LayerDims) -> int:
         "rotary": dims.q_width + dims.kv_width,
         "kv_cache_write": dims.kv_width,
         "silu_mul": dims.intermediate,
-        "embedding": dims.hidden,
+        "embedding": dims.embedding or dims.hidden,
         "sampling": dims.vocab,
+        "add_layernorm": dims.hidden,
+        "layernorm": dims.hidden,
+        "qk_norm": dims.q_width + dims.kv_width,
+        "relu": dims.intermediate,
+        "position_embedding": dims.hidden,
     }[operator]
 
 
@@ -171,8 +233,10 @@ def elementwise_bytes(operator: str, num_tokens: int, width: int, dtype_bytes: f
     m, w, b = num_tokens, width, dtype_bytes
     if operator == "add_rmsnorm":
         return 4.0 * m * w * b  # read x and residual, write both
-    if operator in ("rmsnorm", "embedding"):
-        return 2.0 * m * w * b
+    if operator in ("rmsnorm", "embedding", "layernorm", "relu", "qk_norm"):
+        return 2.0 * m * w * b  # read and write once (qk_norm: Q and K)
+    if operator in ("add_layernorm", "position_embedding"):
+        return 5.0 * m * w * b  # unfused: add (read 2, write 1), then the norm or the gather (read 1, write 1)
     if operator == "rotary":
         return 2.0 * m * w * b  # read and write Q and K
     if operator == "kv_cache_write":
@@ -285,7 +349,7 @@ def plan(
     def impls(key: str) -> tuple[str, ...]:
         return implementations.get(key, ("torch",))
 
-    wanted = [op for op in OPERATORS.values() if operators is None or op.name in operators]
+    wanted = [op for op in model_operators(model) if operators is None or op.name in operators]
     for op in wanted:
         for tp in tps if op.tp_dependent else tps[:1]:
             d = layer_dims(model, tp)
@@ -293,14 +357,14 @@ def plan(
                 n, k = gemm_shape(op.name, d)
                 counts = tokens if op.sweep == "tokens" else sampled
                 variants = [(dtype, impls(GEMM))]
-                if op.name in LINEAR_OPERATORS:
+                if op.name in linear_operators(model):
                     variants += [(q, impls(q)) for q in quantizations]
                 for dt, names in variants:
                     for impl in names:
                         for m in counts:
                             add(GEMM, op.name, impl, dt, tp, (m, n, k), *gemm_counts(m, n, k, dt))
             elif op.name == "quantize_activations":
-                widths = sorted({gemm_shape(name, d)[1] for name in LINEAR_OPERATORS})
+                widths = sorted({gemm_shape(name, d)[1] for name in linear_operators(model)})
                 for q in quantizations:
                     if q == "w4a16":
                         continue  # W4A16 keeps 16-bit activations

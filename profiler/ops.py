@@ -4,7 +4,8 @@ The functions here are what a PyTorch serving step runs (eager mode): ``F.linear
 RMSNorm with the residual add, neox-style rotary embedding, a scatter into a paged KV cache
 (vLLM layout ``[num_blocks, block_size, num_kv_heads, head_dim]``), causal prefill attention over
 a cached prefix read through a block table, paged decode attention, SiLU-and-mul, the embedding
-lookup, lm_head and Gumbel-max sampling. ``profiler.model`` runs a whole step from the same
+lookup, lm_head and Gumbel-max sampling; for OPT and Qwen3 also the residual add then LayerNorm,
+ReLU, the learned position embedding and the per-head q/k RMSNorm. ``profiler.model`` runs a whole step from the same
 functions, so a measured step and the sum of its measured operators compare like for like.
 
 Builders (``build``) allocate an operator's inputs for one ``Measurement`` and return the
@@ -26,6 +27,7 @@ from simulator.specs.model import ModelSpec
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RMS_EPS = 1e-5
+LN_EPS = 1e-5  # OPT's nn.LayerNorm default; any value costs the same
 ROPE_THETA = 500_000.0  # Llama 3's rope_theta; any value costs the same
 
 
@@ -36,6 +38,12 @@ def add_rmsnorm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) -
     r = residual.float()
     y = (r * torch.rsqrt(r.pow(2).mean(-1, keepdim=True) + RMS_EPS)).to(x.dtype) * weight
     return y, residual
+
+
+def add_layernorm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LayerNorm(x + residual) and the new residual, unfused as OPT's layers run them; x, residual [tokens, hidden]."""
+    residual = x + residual
+    return F.layer_norm(residual, (x.shape[-1],), weight, bias, LN_EPS), residual
 
 
 def rmsnorm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -343,6 +351,25 @@ class Builder:
         if op == "silu_mul":
             x = self._randn(m, 2 * width, dtype=dtype)
             return lambda: silu_mul(x)
+        if op in ("add_layernorm", "layernorm"):
+            x, res = self._randn(m, width, dtype=dtype), self._randn(m, width, dtype=dtype)
+            w, bias = self._randn(width, dtype=dtype), self._randn(width, dtype=dtype)
+            if op == "layernorm":
+                return lambda: F.layer_norm(x, (width,), w, bias, LN_EPS)
+            return lambda: add_layernorm(x, res, w, bias)
+        if op == "relu":
+            x = self._randn(m, width, dtype=dtype)
+            return lambda: F.relu(x)
+        if op == "qk_norm":  # RMSNorm over each head of Q and of K (Qwen3's q_norm, k_norm)
+            dims = layer_dims(self.model, meas.tp)
+            q, k = self._randn(m, dims.q_heads, dims.head_dim, dtype=dtype), self._randn(m, dims.kv_heads, dims.head_dim, dtype=dtype)
+            wq, wk = self._randn(dims.head_dim, dtype=dtype), self._randn(dims.head_dim, dtype=dtype)
+            return lambda: (rmsnorm(q, wq), rmsnorm(k, wk))
+        if op == "position_embedding":  # OPT: gather the learned positions, add them to the token embeddings
+            table = self._weight(("positions", width, dtype), lambda: self._randn(self.max_positions + 2, width, dtype=dtype))
+            x = self._randn(m, width, dtype=dtype)
+            positions = torch.randint(0, self.max_positions, (m,), device=dev)
+            return lambda: x + F.embedding(positions, table)
         if op == "embedding":
             # One table for every copy: it is larger than the caches, and each call gathers other rows.
             key = ("embedding", width, dtype)

@@ -194,3 +194,198 @@ def test_gpt_oss_active_parameters_as_its_model_card_counts_them():
     for name, active in (("gpt-oss-20b", 3.61), ("gpt-oss-120b", 5.13)):
         spec = bundled_model_spec(name)
         assert (spec.num_active_params - spec.vocab_size * spec.hidden_size) / 1e9 == pytest.approx(active, abs=0.005)
+
+
+# -- pricing the dense families ---------------------------------------------------------------
+def roofline(model, gpu=None, **overrides):
+    from simulator.cost_models.roofline import RooflineCostModel
+    from simulator.scenario import RooflineConfig
+    from simulator.specs.gpu import GPUS
+
+    return RooflineCostModel(model, gpu or GPUS["h100-sxm"], 1, 1, RooflineConfig(**overrides))
+
+
+def compute_only_gpu():
+    """An H100 with boundless memory bandwidth: every memory-bound kernel costs nothing, a GEMM its FLOPs at peak."""
+    import dataclasses
+
+    from simulator.specs.gpu import GPUS
+
+    return dataclasses.replace(GPUS["h100-sxm"], memory_bandwidth=1e30, aiconfigurator_system=None)
+
+
+EXACT = dict(gemm_flops_efficiency=1.0, gemm_bandwidth_efficiency=1.0, attention_flops_efficiency=1.0, attention_bandwidth_efficiency=1.0,
+             elementwise_bandwidth_efficiency=1.0, link_bandwidth_efficiency=1.0, kernel_launch_s=0.0, attention_launch_s=0.0)
+
+
+def llama_twin(model):
+    """A Llama-layout model of ``model``'s widths: gated SiLU MLP, RMSNorm, rotary."""
+    from simulator.specs.model import ModelSpec
+
+    return ModelSpec(name="llama-twin", num_layers=model.num_layers, hidden_size=model.hidden_size, intermediate_size=model.intermediate_size,
+                     num_attention_heads=model.num_attention_heads, num_kv_heads=model.num_kv_heads, head_dim=model.head_dim,
+                     vocab_size=model.vocab_size, max_position_embeddings=model.max_position_embeddings)
+
+
+def test_opt_13b_layer_runs_no_gate_gemm():
+    from simulator.specs.model import bundled_model_spec
+
+    opt = bundled_model_spec("opt-13b")
+    h, ffn = 5120, 20480
+    # GEMM FLOPs per token per layer, by hand: QKV h x 3h, O h x h, fc1 h x ffn, fc2 ffn x h, 2 FLOPs per multiply-add.
+    opt_flops = 2 * (h * 3 * h + h * h + h * ffn + ffn * h)
+    assert opt_flops == 629_145_600
+    twin_flops = opt_flops + 2 * h * ffn  # the same widths with a gate: one more h x ffn GEMM
+    gpu = compute_only_gpu()
+    m = 4096
+    for model, flops in ((opt, opt_flops), (llama_twin(opt), twin_flops)):
+        cost = roofline(model, gpu, **EXACT)
+        assert cost.layer_token_time(m) * gpu.bf16_flops == pytest.approx(m * flops, rel=1e-9)
+    assert set(roofline(opt).linear_shapes()) == {"qkv_proj", "o_proj", "up_proj", "down_proj"}
+    assert [name for name, _, _ in roofline(opt).layer_elementwise()] == ["add_layernorm", "kv_cache_write", "relu"]
+
+
+def test_opt_13b_decode_step_is_cheaper_by_the_gate_weights_it_does_not_read():
+    from simulator.batch import Batch
+    from simulator.request import Request
+    from simulator.specs.gpu import GPUS
+    from simulator.specs.model import bundled_model_spec
+
+    opt = bundled_model_spec("opt-13b")
+    gpu = GPUS["h100-sxm"]
+    batch = Batch.of_decodes([Request(0, 0.0, 100, 10, num_computed_tokens=100)])
+    opt_cost, twin_cost = roofline(opt, gpu, **EXACT), roofline(llama_twin(opt), gpu, **EXACT)
+    # Batch 1 is memory-bound: the twin also reads 40 gate matrices of 5,120 x 20,480 bf16 weights (8.4 GB).
+    gate_bytes = 40 * 5120 * 20480 * 2
+    difference = twin_cost.step_time(batch) - opt_cost.step_time(batch)
+    assert difference == pytest.approx(gate_bytes / gpu.memory_bandwidth, rel=0.01)
+
+
+def test_qwen3_prices_its_per_head_qk_norm():
+    from simulator.specs.model import bundled_model_spec
+
+    qwen3 = bundled_model_spec("qwen3-8b")
+    names = [name for name, _, _ in roofline(qwen3).layer_elementwise()]
+    assert names == ["add_rmsnorm", "qk_norm", "rotary", "kv_cache_write", "silu_mul"]
+    extra = roofline(qwen3).layer_token_time(256) - roofline(llama_twin(qwen3)).layer_token_time(256)
+    assert extra > 0  # the q and k norms: two more memory-bound kernels
+
+
+def test_windowed_prefill_pairs_by_hand():
+    from simulator.cost_models.roofline import windowed_prefill
+
+    # 100 new tokens from position 1, window 32: positions 1..32 see themselves and all before (528 pairs), 68 more see 32.
+    assert windowed_prefill(100, 0, 32) == (528 + 68 * 32, 100)
+    # 10 tokens after 50 cached: every query sees 32 keys; the keys read start at position 51 - 31 + 1 = 21 (41 tokens).
+    assert windowed_prefill(10, 50, 32) == (320, 41)
+    assert windowed_prefill(10, 5, 32) == (10 * (5 + 11 / 2), 15)  # within the window: the causal count
+
+
+def decode_batch(contexts):
+    from simulator.batch import Batch
+    from simulator.request import Request
+
+    return Batch.of_decodes([Request(i, 0.0, c - 1, 10, num_computed_tokens=c - 1) for i, c in enumerate(contexts)])
+
+
+def memory_only(model):
+    import dataclasses
+
+    from simulator.specs.gpu import GPUS
+
+    gpu = dataclasses.replace(GPUS["h100-sxm"], bf16_flops=1e30, aiconfigurator_system=None)
+    return roofline(model, gpu, **EXACT), gpu
+
+
+def test_sliding_window_bounds_decode_attention():
+    from simulator.specs.model import bundled_model_spec
+
+    mistral = bundled_model_spec("mistral-7b")  # window 4,096 on all 32 layers
+    cost, _ = memory_only(mistral)
+    at_window, far = cost.step_time(decode_batch([4096, 4096])), cost.step_time(decode_batch([4096, 20_000]))
+    assert far == at_window  # past the window a layer reads 4,096 tokens of context, however long the request
+    twin, gpu = memory_only(llama_twin(mistral))
+    # Without the window the longer context reads 15,904 more tokens of K and V on each layer: 32 layers x 8 KV heads x 128 x 2 x 2 bytes each.
+    grown = twin.step_time(decode_batch([4096, 20_000])) - twin.step_time(decode_batch([4096, 4096]))
+    assert grown == pytest.approx(15_904 * 32 * 8 * 128 * 2 * 2 / gpu.memory_bandwidth, rel=1e-9)
+
+
+def test_alternating_windows_bound_half_the_layers():
+    import dataclasses
+
+    from simulator.specs.model import bundled_model_spec
+
+    base = bundled_model_spec("llama-3-8b")
+    alternating = dataclasses.replace(base, sliding_window=128, sliding_layers=tuple(range(0, 32, 2)))  # gpt-oss's pattern, dense
+    cost, gpu = memory_only(alternating)
+    grown = cost.step_time(decode_batch([10_000])) - cost.step_time(decode_batch([1_000]))
+    # Only the 16 full-attention layers read the 9,000 extra tokens (8 KV heads x 128 x K and V x 2 bytes each).
+    assert grown == pytest.approx(9_000 * 16 * 8 * 128 * 2 * 2 / gpu.memory_bandwidth, rel=1e-9)
+
+
+def test_servesim_run_refuses_an_moe_model_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "model.name=mixtral-8x7b",
+                           "--set", "cluster.tensor_parallel_size=2", "--set", "workload.num_requests=5", "--out", str(tmp_path / "out")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MoE step pricing is not available yet" in lines[0] and "mixtral-8x7b" in lines[0]
+
+
+def test_profiled_cost_model_prices_opt_from_its_bundle(tmp_path):
+    from profiler.catalogue import ELEMENTWISE, GEMM, gemm_counts
+    from simulator.cost_models import ProfiledCostModel
+    from simulator.scenario import RooflineConfig
+    from simulator.specs.gpu import GPUS
+    from tests.test_profiler_fit import known_time, synthetic_bundle
+
+    opt = read(tmp_path, model_type="opt", ffn_dim=256, hidden_size=64, num_attention_heads=4, num_hidden_layers=2, vocab_size=100, max_position_embeddings=512)
+    root = synthetic_bundle(tmp_path / "bundle", tps=(1,), model=opt)
+    cost = ProfiledCostModel(root, opt, GPUS["h100-sxm"], 1, 1, RooflineConfig(), 2, "none", 256)
+    names = [name for name, _, _ in cost.layer_operators]
+    assert names == ["qkv_proj", "o_proj", "up_proj", "down_proj", "add_layernorm", "kv_cache_write", "relu"]
+    for m in (1, 37, 100):
+        # The synthetic device's time of each operator at its bytes, float32: GEMMs (n, k) QKV 3h x h, O h x h, up 4h x h, down h x 4h;
+        # add + LayerNorm 5 m h, the KV write 4 m (kv width), ReLU 2 m ffn; the embedding 2 m h and the position embedding 5 m h.
+        layer = sum(known_time(GEMM, {}, *gemm_counts(m, n, k, "float32")) for n, k in ((192, 64), (64, 64), (256, 64), (64, 256)))
+        layer += 2 * known_time(ELEMENTWISE, {"num_tokens": m}, 0.0, 5 * m * 64 * 4)
+        layer += known_time(ELEMENTWISE, {"num_tokens": m}, 0.0, 4 * m * 64 * 4) + known_time(ELEMENTWISE, {"num_tokens": m}, 0.0, 2 * m * 256 * 4)
+        embedding = known_time(ELEMENTWISE, {"num_tokens": m}, 0.0, 2 * m * 64 * 4) + known_time(ELEMENTWISE, {"num_tokens": m}, 0.0, 5 * m * 64 * 4)
+        assert cost.token_time(m) == pytest.approx(2 * layer + embedding, rel=0.03)
+    parts = cost.step_breakdown(decode_batch([50, 90]))
+    assert {"up_proj", "relu", "add_layernorm", "layernorm", "lm_head"} <= set(parts) and "rotary" not in parts
+    assert sum(parts.values()) == pytest.approx(cost.step_time(decode_batch([50, 90])), rel=1e-9)
+
+
+def test_profiled_cost_model_bounds_sliding_window_decode(tmp_path):
+    import dataclasses
+
+    from simulator.cost_models import ProfiledCostModel
+    from simulator.scenario import RooflineConfig
+    from simulator.specs.gpu import GPUS
+    from tests.test_profiler_fit import TINY, synthetic_bundle
+
+    root = synthetic_bundle(tmp_path / "bundle", tps=(1,))
+    windowed = dataclasses.replace(TINY, sliding_window=64, sliding_layers=tuple(range(TINY.num_layers)))
+    cost = ProfiledCostModel(root, windowed, GPUS["h100-sxm"], 1, 1, RooflineConfig(), 2, "none", 256)
+    plain = ProfiledCostModel(root, TINY, GPUS["h100-sxm"], 1, 1, RooflineConfig(), 2, "none", 256)
+    assert cost.step_time(decode_batch([64, 64])) == cost.step_time(decode_batch([64, 400]))
+    assert plain.step_time(decode_batch([64, 400])) > plain.step_time(decode_batch([64, 64]))
+
+
+def test_cpu_profiler_builds_every_operator_of_opt_and_qwen3(tmp_path):
+    torch = pytest.importorskip("torch")
+    from profiler.catalogue import plan
+    from profiler.ops import Builder
+    from profiler.sweeps import SweepConfig
+
+    sweep = SweepConfig.for_device("cpu").replace(max_tokens=16, points_per_octave=1, max_num_seqs=2, max_context=64)
+    opt = read(tmp_path, model_type="opt", ffn_dim=256, hidden_size=64, num_attention_heads=4, num_hidden_layers=2, vocab_size=100, max_position_embeddings=64)
+    qwen3 = read(tmp_path, model_type="qwen3", **dict(TOY, max_position_embeddings=64))
+    for model, own in ((opt, {"up_proj", "relu", "add_layernorm", "position_embedding", "layernorm"}), (qwen3, {"qk_norm"})):
+        rows = plan(model, [1], sweep, "float32", {})
+        assert own <= {m.operator for m in rows}
+        builder = Builder(torch.device("cpu"), model)
+        for m in rows:
+            if m.operator in own:
+                builder.build(m, "float32")()  # runs on the CPU

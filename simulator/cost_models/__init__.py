@@ -19,7 +19,8 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
     """The cost model of one replica of ``deployment`` (its model, GPU, TP and PP).
 
     Raises:
-        ScenarioError: ``hardware.profile`` names a bundle that cannot be used.
+        ScenarioError: ``hardware.profile`` names a bundle that cannot be used; the model is a
+            mixture of experts (MoE steps are not priced yet).
     """
     profile = scenario.hardware.profile
     if profile is not None:
@@ -37,7 +38,7 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
         )
     return RooflineCostModel(
         deployment.model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size,
-        scenario.hardware.roofline, deployment.dtype_bytes, deployment.quantization,
+        scenario.hardware.roofline, deployment.dtype_bytes, deployment.quantization, source,
     )
 
 

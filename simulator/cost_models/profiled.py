@@ -11,6 +11,14 @@ its table instead of the datasheet:
     kv_cache_write, silu_mul, 2 x all_reduce, attention_prefill, attention_decode;
     per step: embedding (+ all_reduce), rmsnorm, lm_head, logits gather, sampling, cpu_overhead.
 
+Other dense families run the roofline's operators for them (``RooflineCostModel.linear_shapes``
+and ``layer_elementwise``), each read from its own table: OPT up_proj, relu, 2 x add_layernorm,
+position_embedding and the final layernorm in place of gate_up_proj, silu_mul, add_rmsnorm,
+rotary and rmsnorm; Qwen3 adds qk_norm. OPT's project_in / project_out (only where its embedding
+is narrower than h) are not profiled and cost the roofline's GEMM time. Sliding-window layers
+read the decode table at the batch's mean windowed context (``windowed_decode_context``) and
+price prefill as the table's full-causal time scaled by the roofline's windowed / full ratio.
+
 Outside the measured range an operator costs its roofline time scaled by the efficiency measured
 at the nearest edge of the range, ``t(x) = t(edge) * roofline(x) / roofline(edge)`` (DESIGN.md:
 "never by letting a tree model run flat"). When the bundle could not measure the all-reduce (one GPU,
@@ -47,7 +55,7 @@ from typing import Callable
 import numpy as np
 
 from simulator.batch import Batch
-from simulator.cost_models.roofline import RooflineCostModel
+from simulator.cost_models.roofline import RooflineCostModel, windowed_decode_context
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUSpec
@@ -224,16 +232,14 @@ class ProfiledCostModel:
         self.bundle, self.model, self.tp, self.pp, self.params = root, model, tensor_parallel_size, pipeline_parallel_size, params
         self.quantization = quantization
         self.layers = model.num_layers
-        self.roofline = roof = RooflineCostModel(model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes, quantization)
+        self.roofline = roof = RooflineCostModel(model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes, quantization, source)
         manifest = self._check_bundle(root, source)
         meta, arrays = _load_runtime_model(root, source)
         self.device_name = str(meta.get("device", {}).get("name"))
         self.dtype = meta["dtype"]
         self.prefill_saving_s = float(meta.get("prefill_saving_s", {}).get(str(self.tp), 0.0))
         tp, b = self.tp, dtype_bytes
-        h, d, inter = model.hidden_size, model.head_dim, model.intermediate_size // tp
-        q_width, kv_width = roof.q_heads * d, roof.kv_heads * d
-        vocab = model.vocab_size
+        h, vocab = model.hidden_size, model.vocab_size
 
         def table(operator: str, dtype: str, width: int | None = None) -> str:
             name = f"{operator}|{dtype}|tp{tp}" + (f"|w{width}" if width is not None else "")
@@ -249,7 +255,7 @@ class ProfiledCostModel:
 
         linear_dtype = self.dtype if quantization == "none" else quantization
         gemm_roof = roof.gemm_time if quantization == "none" else roof.linear_time
-        shapes = {"qkv_proj": (h, q_width + 2 * kv_width), "o_proj": (q_width, h), "gate_up_proj": (h, 2 * inter), "down_proj": (inter, h)}
+        shapes = roof.linear_shapes()  # the family's linear layers: {name: (k, n)}
         # (name, count per layer, Table1D over tokens); order follows roofline.layer_token_time.
         self.layer_operators: list[tuple[str, int, Table1D | LinkModel]] = []
         for op, (k, n) in shapes.items():
@@ -260,12 +266,7 @@ class ProfiledCostModel:
         # Operators an imported bundle's source timed inside another (vLLM's attention layer
         # writes the KV cache itself) cost nothing on their own.
         self.fused: dict[str, str] = dict(manifest.get("fused") or {})
-        elementwise = [
-            ("add_rmsnorm", 2, lambda m: e(4 * m * h * b)),
-            ("rotary", 1, lambda m: e(2 * m * (q_width + kv_width) * b)),
-            ("kv_cache_write", 1, lambda m: e(2 * m * 2 * kv_width * b)),
-            ("silu_mul", 1, lambda m: e(3 * m * inter * b)),
-        ]
+        elementwise = roof.layer_elementwise()  # the family's memory-bound operators, as the roofline prices them
         self.layer_operators += [(op, count, one_d(table(op, self.dtype), roof_fn)) for op, count, roof_fn in elementwise if op not in self.fused]
         self.all_reduce_measured = tp > 1 and f"all_reduce|{self.dtype}|tp{tp}/values" in arrays
         if self.all_reduce_measured:
@@ -274,9 +275,14 @@ class ProfiledCostModel:
             self.all_reduce = LinkModel(lambda m: roof.all_reduce_time(m * h * b))
         if tp > 1:
             self.layer_operators.append(("all_reduce", 2, self.all_reduce))
-        self.embedding = one_d(table("embedding", self.dtype), lambda m: e(2 * m * h * b))
-        self.final_norm = one_d(table("rmsnorm", self.dtype), lambda s: e(2 * s * h * b))
-        self.lm_head = one_d(table("lm_head", self.dtype), lambda s: roof.gemm_time(s, h, math.ceil(vocab / tp)))
+        width = model.embedding_dim
+        self.embedding = one_d(table("embedding", self.dtype), lambda m: e(2 * m * width * b))
+        # OPT: learned positions (a measured table); project_in / project_out where the embedding is narrower (the roofline).
+        self.position_embedding = one_d(table("position_embedding", self.dtype), lambda m: e(2 * m * h * b) + e(3 * m * h * b)) if model.position_kind == "learned" else None
+        self.project_in: Callable[[float], float] | None = (lambda m: roof.gemm_time(m, width, h)) if model.word_embed_proj_dim else None
+        self.project_out: Callable[[float], float] | None = (lambda s: roof.gemm_time(s, h, width)) if model.word_embed_proj_dim else None
+        self.final_norm = one_d(table("rmsnorm" if model.norm_kind == "rmsnorm" else "layernorm", self.dtype), lambda s: e(2 * s * h * b))
+        self.lm_head = one_d(table("lm_head", self.dtype), lambda s: roof.gemm_time(s, width, math.ceil(vocab / tp)))
         self.sampling = one_d(table("sampling", self.dtype), lambda s: e(3 * s * vocab * 4))
         self.cpu_overhead = one_d(table("cpu_overhead", "none"), lambda n: params.cpu_overhead_s + params.cpu_overhead_per_request_s * n)
         name = table("attention_decode", self.dtype)
@@ -291,6 +297,10 @@ class ProfiledCostModel:
         ms = np.arange(1, num + 1, dtype=np.float64)
         per_layer = sum(count * t.many(ms) for _, count, t in self.layer_operators)
         token = self.layers * per_layer + self.embedding.many(ms)
+        if self.position_embedding is not None:
+            token += self.position_embedding.many(ms)
+        if self.project_in is not None:
+            token += np.array([self.project_in(m) for m in ms])
         if tp > 1:
             token += self.all_reduce.many(ms)  # vocab-parallel embedding
         token += (self.pp - 1) * (ms * h * b / roof._link_bandwidth + gpu.link_latency_s)
@@ -348,13 +358,40 @@ class ProfiledCostModel:
         """One layer's decode attention for ``num_requests`` requests holding ``context_tokens`` in all (s)."""
         return self.decode(num_requests, context_tokens / num_requests)
 
+    def embedding_time(self, num_tokens: int) -> float:
+        """The embedding before the first layer (s): the table's gather, OPT's positions and project_in."""
+        t = self.embedding(num_tokens)
+        if self.position_embedding is not None:
+            t += self.position_embedding(num_tokens)
+        if self.project_in is not None:
+            t += self.project_in(num_tokens)
+        return t
+
+    def decode_attention_time(self, batch: Batch) -> float:
+        """All layers' decode attention (s): the table at the mean context, windowed on sliding-window layers."""
+        n, roof = batch.num_decode_tokens, self.roofline
+        t = roof.full_layers * self.decode(n, batch.decode_context_tokens / n)
+        if roof.sliding_layers:
+            t += roof.sliding_layers * self.decode(n, windowed_decode_context(batch, roof.window) / n)
+        return t
+
+    def prefill_attention_time(self, batch: Batch) -> float:
+        """All layers' prefill attention (s); sliding-window layers scaled by the roofline's windowed / full ratio."""
+        new, prefix, roof = batch.prefill_new_tokens, batch.prefill_prefix_tokens, self.roofline
+        full = self.attention_prefill_time(new, prefix)
+        t = roof.full_layers * full
+        if roof.sliding_layers:
+            ratio = roof.attention_prefill_time(new, prefix, roof.window) / roof.attention_prefill_time(new, prefix)
+            t += roof.sliding_layers * full * ratio
+        return t
+
     # -- parts of a step ----------------------------------------------------------------------
     def token_time(self, num_tokens: int) -> float:
         """All layers' attention-free time plus embedding and stage sends (s)."""
         if num_tokens < len(self._token_time):
             return self._token_time[num_tokens]
         h, b = self.model.hidden_size, self.roofline.dtype_bytes
-        t = self.layers * self.layer_token_time(num_tokens) + self.embedding(num_tokens)
+        t = self.layers * self.layer_token_time(num_tokens) + self.embedding_time(num_tokens)
         if self.tp > 1:
             t += self.all_reduce(num_tokens)
         return t + (self.pp - 1) * (num_tokens * h * b / self.roofline._link_bandwidth + self.roofline.gpu.link_latency_s)
@@ -365,6 +402,8 @@ class ProfiledCostModel:
         if t is None:
             s, tp, roof = num_sampled, self.tp, self.roofline
             t = self.final_norm(s) + self.lm_head(s) + self.sampling(s)
+            if self.project_out is not None:
+                t += self.project_out(s)
             if tp > 1:  # gather the vocab shards of the logits (not profiled: the link model)
                 t += (tp - 1) / tp * s * self.model.vocab_size * 4 / roof._link_bandwidth + roof.gpu.link_latency_s
             self._sample_time_cache[num_sampled] = t
@@ -376,11 +415,16 @@ class ProfiledCostModel:
             return self._cpu_time[num_requests]
         return self.cpu_overhead(num_requests)
 
+    def host_time(self, batch: Batch) -> float:
+        """The host (CPU) part of ``step_time`` (s): the bundle's ``cpu_overhead`` for the batch's
+        requests. A replica overlaps it with the GPU under vLLM's async scheduling."""
+        return self.cpu_time(len(batch.requests))
+
     def step_breakdown(self, batch: Batch) -> dict[str, float]:
         """One iteration of ``batch`` by operator (s, summed over all layers); the values add up to ``step_time``.
 
         Keys are the catalogue's operator names (``qkv_proj`` ... ``attention_decode``,
-        ``embedding``, ``rmsnorm`` for the final norm, ``lm_head``, ``sampling``,
+        ``embedding``, ``rmsnorm`` (``layernorm``) for the final norm, ``lm_head``, ``sampling``,
         ``cpu_overhead``), plus ``all_reduce`` with TP and ``pipeline_sends`` with PP. For
         reading where a step's time goes, not for the hot loop (``step_time`` is the fast path).
         """
@@ -389,19 +433,21 @@ class ProfiledCostModel:
         if n:
             for name, count, t in self.layer_operators:
                 out[name] = out.get(name, 0.0) + self.layers * count * t(n)
-            out["embedding"] = self.embedding(n)
+            out["embedding"] = self.embedding_time(n)
             if tp > 1:
                 out["all_reduce"] = out.get("all_reduce", 0.0) + self.all_reduce(n)
             if self.pp > 1:
                 out["pipeline_sends"] = (self.pp - 1) * (n * h * b / self.roofline._link_bandwidth + self.roofline.gpu.link_latency_s)
         if batch.num_prefill_tokens:
-            out["attention_prefill"] = self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+            out["attention_prefill"] = self.prefill_attention_time(batch)
         if batch.num_decode_tokens:
-            out["attention_decode"] = self.layers * self.decode(batch.num_decode_tokens, batch.decode_context_tokens / batch.num_decode_tokens)
+            out["attention_decode"] = self.decode_attention_time(batch)
         s = batch.num_sampled_tokens
         if s:
-            out["rmsnorm"], out["lm_head"], out["sampling"] = self.final_norm(s), self.lm_head(s), self.sampling(s)
-            gather = self.sample_time(s) - (out["rmsnorm"] + out["lm_head"] + out["sampling"])
+            norm = "rmsnorm" if self.model.norm_kind == "rmsnorm" else "layernorm"
+            lm_head = self.lm_head(s) + (self.project_out(s) if self.project_out is not None else 0.0)
+            out[norm], out["lm_head"], out["sampling"] = self.final_norm(s), lm_head, self.sampling(s)
+            gather = self.sample_time(s) - (out[norm] + out["lm_head"] + out["sampling"])
             if gather:  # TP: the vocab shards of the logits (link model)
                 out["all_reduce"] = out.get("all_reduce", 0.0) + gather
         out["cpu_overhead"] = self.cpu_time(len(batch.requests))
@@ -411,9 +457,9 @@ class ProfiledCostModel:
         """Seconds one iteration of ``batch`` takes on this replica."""
         t = self.token_time(batch.num_tokens)
         if batch.num_prefill_tokens:
-            t += self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+            t += self.prefill_attention_time(batch)
         if batch.num_decode_tokens:
-            t += self.layers * self.decode(batch.num_decode_tokens, batch.decode_context_tokens / batch.num_decode_tokens)
+            t += self.decode_attention_time(batch)
         if batch.num_sampled_tokens:
             t += self.sample_time(batch.num_sampled_tokens)
         return t + self.cpu_time(len(batch.requests))

@@ -10,7 +10,15 @@ Sec. 3):
     -> all-reduce
 
 plus the embedding lookup, the final norm, lm_head and sampling for the requests that sample a
-token, pipeline-stage sends, and a per-iteration CPU overhead. A step's layers run stage after
+token, pipeline-stage sends, and a per-iteration CPU overhead. Other dense families change the
+layer where their modelling code does (``linear_shapes``, ``layer_elementwise``): OPT runs an up
+GEMM of ``ffn_dim`` and a ReLU instead of gate/up and SiLU*mul, LayerNorm after an unfused
+residual add instead of the fused add + RMSNorm, and adds a learned position embedding to the
+token embedding instead of rotary (vLLM ``model_executor/models/opt.py``); Qwen3 normalizes q
+and k per head before rotary (``models/qwen3.py``). Sliding-window layers (Mistral, gpt-oss's
+alternate layers) attend to at most ``sliding_window`` keys per query, so their decode reads at
+most that many tokens of each request's context (FlashAttention's ``window_size``, which vLLM
+passes for those layers). Mixture-of-experts models are refused until MoE steps are priced. A step's layers run stage after
 stage for one batch; pipelining several batches across stages is not modelled.
 
 Efficiencies and the per-kernel floor are the GPU's calibrated values unless the scenario sets
@@ -27,12 +35,54 @@ O(1) attention terms for decodes and O(prefills) for prefills.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from simulator.batch import Batch
+from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
 from simulator.specs.calibration import resolve
 from simulator.specs.gpu import GPUSpec
 from simulator.specs.model import ModelSpec
+
+
+def windowed_prefill(new_tokens: int, prefix_tokens: int, window: int) -> tuple[float, int]:
+    """(query-key pairs, KV tokens read) of a prefill chunk whose queries see at most ``window`` keys.
+
+    The query at position p (1-based, itself included) attends to min(p, window) keys, so the n
+    new tokens after c cached ones form sum over p = c+1..c+n of min(p, window) pairs; they read
+    the keys from position c + 2 - window on (at most window - 1 + n tokens). Without a binding
+    window this is the causal n (c + (n + 1) / 2) pairs over c + n tokens.
+    """
+    n, c, w = new_tokens, prefix_tokens, window
+    last = c + n
+    if last <= w:
+        return n * (c + (n + 1) / 2), last
+    if c >= w:
+        pairs = float(n * w)
+    else:
+        pairs = (w * (w + 1) - c * (c + 1)) / 2 + (last - w) * w
+    return pairs, min(last, w - 1 + n)
+
+
+def windowed_decode_context(batch: Batch, window: int) -> int:
+    """Sum over the batch's decode entries of min(context, ``window``): the KV tokens a sliding-window layer reads.
+
+    Decode entries are those ``Batch.add`` counts as decodes (one new token after the prompt);
+    context the batch holds beyond them (static batching's idle slots) is bounded by ``window``
+    per remaining decode token.
+    """
+    total = counted = entries = 0
+    for request, new in zip(batch.requests, batch.num_new_tokens):
+        computed = request.num_computed_tokens
+        if new == 1 and computed >= request.num_prompt_tokens:
+            context = computed + 1
+            total += min(context, window)
+            counted += context
+            entries += 1
+    rest = batch.decode_context_tokens - counted
+    if rest > 0:
+        total += min(rest, max(batch.num_decode_tokens - entries, 0) * window)
+    return total
 
 
 class RooflineCostModel:
@@ -50,6 +100,10 @@ class RooflineCostModel:
             and per-token int8 activations, int8 tensor cores); ``fp8`` (e4m3 weights and
             activations, FP8 tensor cores); ``w4a16`` (int4 weights dequantized in the GEMM,
             bf16 tensor cores). lm_head stays unquantized.
+        source: the scenario file, for error messages.
+
+    Raises:
+        ScenarioError: the model is a mixture of experts (its steps are not priced yet).
     """
 
     def __init__(
@@ -61,7 +115,12 @@ class RooflineCostModel:
         params: RooflineConfig,
         dtype_bytes: int = 2,
         quantization: str = "none",
+        source: str = "<scenario>",
     ) -> None:
+        if model.moe is not None:
+            raise ScenarioError(source, "model", model.name, f"is a mixture-of-experts model ({model.architecture}, {model.moe.num_experts} experts, "
+                                f"top {model.moe.num_experts_per_token}): MoE step pricing is not available yet",
+                                "simulate a dense model (`servesim list`); `servesim check` gives this model's memory plan")
         tp = tensor_parallel_size
         self.model, self.gpu, self.tp, self.pp, self.params = model, gpu, tp, pipeline_parallel_size, params
         self.dtype_bytes = dtype_bytes
@@ -90,6 +149,10 @@ class RooflineCostModel:
         self.q_heads = model.num_attention_heads // tp
         self.kv_heads = max(1, model.num_kv_heads // tp)
         self.layers = model.num_layers
+        # Layers attending within a sliding window (priced by their window) and the others.
+        self.window = model.sliding_window
+        self.sliding_layers = model.num_sliding_layers
+        self.full_layers = self.layers - self.sliding_layers
         self._token_time_cache: dict[int, float] = {}
         self._sample_time_cache: dict[int, float] = {}
 
@@ -143,18 +206,24 @@ class RooflineCostModel:
         p = self.tp
         return 2 * (p - 1) / p * nbytes / self._link_bandwidth + 2 * (p - 1) * self.gpu.link_latency_s
 
-    def attention_prefill_time(self, new_tokens: list[int], prefix_tokens: list[int]) -> float:
+    def attention_prefill_time(self, new_tokens: list[int], prefix_tokens: list[int], window: int | None = None) -> float:
         """One layer's prefill attention (varlen FlashAttention over all prefill entries) (s).
 
         Each of an entry's n new tokens attends causally to its c cached tokens and the new
         tokens before it: QK^T and PV cost 4 * heads * head_dim * n * (c + (n + 1) / 2) FLOPs.
-        Bytes: Q and O of the new tokens, K and V of cached plus new tokens.
+        Bytes: Q and O of the new tokens, K and V of cached plus new tokens. With a ``window``
+        (a sliding-window layer) each query sees at most that many keys (``windowed_prefill``).
         """
         d, b = self.model.head_dim, self.dtype_bytes
         work = kv_tokens = q_tokens = 0.0
         for n, c in zip(new_tokens, prefix_tokens):
-            work += n * (c + (n + 1) / 2)
-            kv_tokens += c + n
+            if window is None:
+                work += n * (c + (n + 1) / 2)
+                kv_tokens += c + n
+            else:
+                pairs, keys = windowed_prefill(n, c, window)
+                work += pairs
+                kv_tokens += keys
             q_tokens += n
         flops = 4.0 * self.q_heads * d * work
         nbytes = (2 * q_tokens * self.q_heads + 2 * kv_tokens * self.kv_heads) * d * b
@@ -164,28 +233,80 @@ class RooflineCostModel:
         """One layer's decode attention (PagedAttention over the block tables) (s).
 
         Reads K and V of every context token of every request (memory-bound); 4 * heads *
-        head_dim FLOPs per context token; Q and O per request.
+        head_dim FLOPs per context token; Q and O per request. A sliding-window layer is priced
+        with the context it reads, ``windowed_decode_context``.
         """
         d, b = self.model.head_dim, self.dtype_bytes
         flops = 4.0 * self.q_heads * d * context_tokens
         nbytes = (2 * context_tokens * self.kv_heads + 2 * num_requests * self.q_heads) * d * b
         return max(flops / self._attention_flops, nbytes / self._attention_bandwidth) + self._attention_launch_s
 
+    # -- the layer's operators (the catalogue's names, profiler/catalogue.py) ----------------
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(k, n) of each linear layer of one layer at this TP degree, in run order.
+
+        QKV and O (Megatron column and row parallel); gate and up fused (``gate_up_proj``, 2 I / p
+        wide) for a gated MLP, else the up projection alone (``up_proj``, I / p: OPT's fc1); down.
+        """
+        h, d, inter = self.model.hidden_size, self.model.head_dim, self.model.intermediate_size // self.tp
+        q_width, kv_width = self.q_heads * d, self.kv_heads * d
+        mlp_in = {"gate_up_proj": (h, 2 * inter)} if self.model.ffn_kind == "gated_silu" else {"up_proj": (h, inter)}
+        return {"qkv_proj": (h, q_width + 2 * kv_width), "o_proj": (q_width, h), **mlp_in, "down_proj": (inter, h)}
+
+    def layer_elementwise(self) -> list[tuple[str, int, Callable[[float], float]]]:
+        """The memory-bound operators of one layer: (name, runs per layer, seconds for m tokens), in run order.
+
+        Bytes each moves: fused add + RMSNorm reads x and the residual and writes both (4 m h);
+        OPT's residual add (read 2, write 1) then LayerNorm (read 1, write 1) are two kernels;
+        Qwen3's q and k norms read and write Q and K per head (two kernels); rotary reads and
+        writes Q and K; the KV-cache write reads K and V and writes them to the cache; SiLU(gate)
+        * up reads 2 and writes 1, ReLU reads 1 and writes 1, of the MLP width.
+        """
+        e, b, model = self.elementwise_time, self.dtype_bytes, self.model
+        h, d, inter = model.hidden_size, model.head_dim, model.intermediate_size // self.tp
+        q_width, kv_width = self.q_heads * d, self.kv_heads * d
+        ops: list[tuple[str, int, Callable[[float], float]]] = []
+        if model.norm_kind == "rmsnorm":
+            ops.append(("add_rmsnorm", 2, lambda m: e(4 * m * h * b)))
+        else:
+            ops.append(("add_layernorm", 2, lambda m: e(3 * m * h * b) + e(2 * m * h * b)))
+        if model.qk_norm != "none":
+            ops.append(("qk_norm", 1, lambda m: e(2 * m * q_width * b) + e(2 * m * kv_width * b)))
+        if model.position_kind == "rotary":
+            ops.append(("rotary", 1, lambda m: e(2 * m * (q_width + kv_width) * b)))
+        ops.append(("kv_cache_write", 1, lambda m: e(2 * m * 2 * kv_width * b)))
+        if model.ffn_kind == "gated_silu":
+            ops.append(("silu_mul", 1, lambda m: e(3 * m * inter * b)))
+        else:
+            ops.append(("relu", 1, lambda m: e(2 * m * inter * b)))
+        return ops
+
     # -- parts of a step -------------------------------------------------------------------
     def layer_token_time(self, num_tokens: int) -> float:
         """One layer's time for ``num_tokens`` tokens, attention excluded (s)."""
-        m, tp, b = num_tokens, self.tp, self.dtype_bytes
-        h, d, inter = self.model.hidden_size, self.model.head_dim, self.model.intermediate_size // tp
-        q_width, kv_width = self.q_heads * d, self.kv_heads * d
-        t = self.linear_time(m, h, q_width + 2 * kv_width)  # QKV
-        t += self.linear_time(m, q_width, h)  # O
-        t += self.linear_time(m, h, 2 * inter)  # gate and up, fused
-        t += self.linear_time(m, inter, h)  # down
-        t += 2 * self.elementwise_time(4 * m * h * b)  # fused residual add + RMSNorm: read 2, write 2
-        t += self.elementwise_time(2 * m * (q_width + kv_width) * b)  # rotary on Q and K
-        t += self.elementwise_time(2 * m * 2 * kv_width * b)  # write K and V into the cache
-        t += self.elementwise_time(3 * m * inter * b)  # SiLU(gate) * up: read 2, write 1
+        m, b, h = num_tokens, self.dtype_bytes, self.model.hidden_size
+        t = 0.0
+        for k, n in self.linear_shapes().values():
+            t += self.linear_time(m, k, n)
+        for _, count, time in self.layer_elementwise():
+            t += count * time(m)
         t += 2 * self.all_reduce_time(m * h * b)  # after O and after down
+        return t
+
+    def embedding_time(self, num_tokens: int) -> float:
+        """The embedding of ``num_tokens`` tokens before the first layer (s), TP all-reduce excluded.
+
+        A gather of the token rows (read and write the embedding width); OPT adds its learned
+        positions (a second gather, then the add: read 2, write 1) and, when its embedding is
+        narrower than h, ``project_in``.
+        """
+        m, b, model = num_tokens, self.dtype_bytes, self.model
+        h, width = model.hidden_size, model.embedding_dim
+        t = self.elementwise_time(2 * m * width * b)
+        if model.word_embed_proj_dim:
+            t += self.gemm_time(m, width, h)  # project_in
+        if model.position_kind == "learned":
+            t += self.elementwise_time(2 * m * h * b) + self.elementwise_time(3 * m * h * b)
         return t
 
     def token_time(self, num_tokens: int) -> float:
@@ -194,7 +315,7 @@ class RooflineCostModel:
         if t is None:
             h, b = self.model.hidden_size, self.dtype_bytes
             t = self.layers * self.layer_token_time(num_tokens)
-            t += self.elementwise_time(2 * num_tokens * h * b)  # embedding gather
+            t += self.embedding_time(num_tokens)
             if self.tp > 1:
                 t += self.all_reduce_time(num_tokens * h * b)  # vocab-parallel embedding
             # Activations cross each pipeline-stage boundary once.
@@ -203,25 +324,42 @@ class RooflineCostModel:
         return t
 
     def sample_time(self, num_sampled: int) -> float:
-        """Final norm, lm_head, logits gather and sampling for ``num_sampled`` requests (s)."""
+        """Final norm, lm_head, logits gather and sampling for ``num_sampled`` requests (s).
+
+        The final RMSNorm or LayerNorm reads and writes h per request; OPT's ``project_out``
+        narrows to the embedding width before lm_head when it differs from h.
+        """
         t = self._sample_time_cache.get(num_sampled)
         if t is None:
             h, vocab, b, s = self.model.hidden_size, self.model.vocab_size, self.dtype_bytes, num_sampled
-            t = self.elementwise_time(2 * s * h * b)  # final RMSNorm
-            t += self.gemm_time(s, h, math.ceil(vocab / self.tp))
+            width = self.model.embedding_dim
+            t = self.elementwise_time(2 * s * h * b)  # final norm
+            if self.model.word_embed_proj_dim:
+                t += self.gemm_time(s, h, width)  # project_out
+            t += self.gemm_time(s, width, math.ceil(vocab / self.tp))
             if self.tp > 1:  # gather the vocab shards of the logits
                 t += (self.tp - 1) / self.tp * s * vocab * 4 / self._link_bandwidth + self.gpu.link_latency_s
             t += self.elementwise_time(3 * s * vocab * 4)  # fp32 softmax and sampling passes
             self._sample_time_cache[num_sampled] = t
         return t
 
+    def host_time(self, batch: Batch) -> float:
+        """The host (CPU) part of ``step_time`` (s): scheduling, input preparation and output
+        processing, ``cpu_overhead_s`` plus ``cpu_overhead_per_request_s`` per request (estimates,
+        ``RooflineConfig``). A replica overlaps it with the GPU under vLLM's async scheduling."""
+        return self.params.cpu_overhead_s + self.params.cpu_overhead_per_request_s * len(batch.requests)
+
     def step_time(self, batch: Batch) -> float:
         """Seconds one iteration of ``batch`` takes on this replica."""
         t = self.token_time(batch.num_tokens)
         if batch.num_prefill_tokens:
-            t += self.layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+            t += self.full_layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens)
+            if self.sliding_layers:
+                t += self.sliding_layers * self.attention_prefill_time(batch.prefill_new_tokens, batch.prefill_prefix_tokens, self.window)
         if batch.num_decode_tokens:
-            t += self.layers * self.attention_decode_time(batch.num_decode_tokens, batch.decode_context_tokens)
+            t += self.full_layers * self.attention_decode_time(batch.num_decode_tokens, batch.decode_context_tokens)
+            if self.sliding_layers:
+                t += self.sliding_layers * self.attention_decode_time(batch.num_decode_tokens, windowed_decode_context(batch, self.window))
         if batch.num_sampled_tokens:
             t += self.sample_time(batch.num_sampled_tokens)
         return t + self.params.cpu_overhead_s + self.params.cpu_overhead_per_request_s * len(batch.requests)
