@@ -126,6 +126,9 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarra
         # Fraction of prompt tokens served from the prefix cache at first scheduling (vLLM v1's
         # prefix cache hit rate counts the same tokens).
         "prefix_cache_hit_rate": float(requests["num_cached_tokens"].sum() / requests["num_prompt_tokens"].sum()) if len(requests) else 0.0,
+        # Tokens found in the prefix cache by requests resumed after preemption by recompute (their
+        # recompute skips them); vLLM v1 counts these apart too (PrefixCacheStats.preempted_hits).
+        "num_resume_cached_tokens": int(iterations["num_resume_cached_tokens"].sum()) if "num_resume_cached_tokens" in iterations else 0,
         "num_iterations": int(len(iterations)),
         "mean_batch_size": float(iterations["batch_size"].mean()) if len(iterations) else 0.0,
         "mean_kv_usage": float(iterations["kv_usage"].mean()) if len(iterations) else 0.0,

@@ -1,6 +1,6 @@
 """Prefix caching: KV cache blocks of identical prompt prefixes are computed once and shared.
 
-Follows vLLM's automatic prefix caching as its v1 engine runs it (vLLM v0.8-v0.11,
+Follows vLLM's automatic prefix caching as its v1 engine runs it (vLLM v0.8-v0.19,
 ``vllm/v1/core/kv_cache_manager.py`` and ``block_pool.py``):
 
 * A full prompt block is identified by a key standing for its tokens and every token before it
@@ -23,6 +23,14 @@ Requests without ``block_hashes`` share nothing. A KV block inside a trace block
 is never shared, even if its own tokens agree: the trace cannot say, so sharing is counted at
 the trace's 512-token granularity, as a set-based replay of the ids counts it.
 
+With ``cache_generated_blocks`` (the ``vllm_v1`` scheduler sets it: vLLM v1 hashes every full
+block of a request, generated tokens included, 0.8.0 ``BlockPool.cache_full_blocks``), each full
+block of a request's sequence has a key: the trace's where it covers the block, else the request's
+own ``(request_id, j)``, a block only that request can hold again (its tokens are its own). A
+decode that fills a block publishes it, and a request preempted by recompute finds its own
+blocks when it is admitted again, prompt and output alike, up to ``num_tokens - 1`` tokens.
+Without it (the other schedulers) only trace-keyed prompt blocks are cached.
+
 Block accounting (every block is in exactly one state)::
 
     used:  private (one request's, no key) | cached, held (key, ref count >= 1)
@@ -41,6 +49,8 @@ from simulator.kv_cache import BlockManager
 from simulator.request import Request
 
 MOONCAKE_HASH_BLOCK_TOKENS = 512  # tokens per Mooncake trace ``hash_ids`` entry (trace README)
+# A cached block's key: a trace key (int), or (request_id, block index) for a block of one request's own.
+BlockKey = int | tuple[int, int]
 
 
 def prompt_block_keys(block_hashes: Sequence[int], num_prompt_tokens: int, block_size: int, hash_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS) -> list[int]:
@@ -88,12 +98,14 @@ class PrefixCachingBlockManager(BlockManager):
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01, hash_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS) -> None:
         super().__init__(num_blocks, block_size, watermark)
         self.hash_block_tokens = hash_block_tokens
-        self._ref_counts: dict[int, int] = {}  # key -> requests holding the cached block (0: evictable)
-        self._evictable: OrderedDict[int, None] = OrderedDict()  # ref count 0, least recently freed first
-        self._held_keys: dict[int, list[int]] = {}  # request_id -> keys of the cached blocks it holds
+        self._ref_counts: dict[BlockKey, int] = {}  # key -> requests holding the cached block (0: evictable)
+        self._evictable: OrderedDict[BlockKey, None] = OrderedDict()  # ref count 0, least recently freed first
+        self._held_keys: dict[int, list[BlockKey]] = {}  # request_id -> keys of the cached blocks it holds
         self._num_published: dict[int, int] = {}  # request_id -> leading blocks already offered to the cache
         self._keys: dict[int, list[int]] = {}  # request_id -> its prompt block keys, while it holds blocks
         self._last_lookup: tuple[int, list[int]] | None = None  # the last request looked up, and its keys
+        # Key every full block of a request's sequence, past the trace's keys too (module docstring).
+        self.cache_generated_blocks = False
 
     @classmethod
     def like(cls, block_manager: BlockManager) -> PrefixCachingBlockManager:
@@ -129,14 +141,18 @@ class PrefixCachingBlockManager(BlockManager):
         At most ``(request.num_tokens - 1) // block_size`` blocks: the last token is always
         computed (vLLM v1 ``get_computed_blocks``). Changes nothing.
         """
-        if not request.block_hashes:
+        generated = self.cache_generated_blocks
+        if not request.block_hashes and not generated:
             return 0, 0
         keys = self._keys_for(request)
-        limit = min(len(keys), (request.num_tokens - 1) // self.block_size)
+        num_keys, rid = len(keys), request.request_id
+        limit = (request.num_tokens - 1) // self.block_size
+        if not generated:
+            limit = min(num_keys, limit)
         refs = self._ref_counts
         n = num_evictable = 0
         while n < limit:
-            ref = refs.get(keys[n])
+            ref = refs.get(keys[n] if n < num_keys else (rid, n))
             if ref is None:
                 break
             if ref == 0:
@@ -164,10 +180,12 @@ class PrefixCachingBlockManager(BlockManager):
         total = self.num_blocks_for(num_tokens)
         assert num_cached_blocks <= total, "more cached blocks than the block table holds"
         keys = self._keys_for(request)
-        held: list[int] = []
+        held: list[BlockKey] = []
         if num_cached_blocks:
             refs, evictable = self._ref_counts, self._evictable
             held = keys[:num_cached_blocks]
+            if len(held) < num_cached_blocks:  # the request's own blocks, past the trace's keys
+                held += [(rid, j) for j in range(len(held), num_cached_blocks)]
             for key in held:
                 ref = refs[key]
                 if ref == 0:  # evictable: it leaves the free blocks
@@ -180,7 +198,7 @@ class PrefixCachingBlockManager(BlockManager):
         self._num_blocks_held[rid] = total
         self._held_keys[rid] = held
         self._num_published[rid] = num_cached_blocks
-        if keys:
+        if keys or self.cache_generated_blocks:
             self._keys[rid] = keys
 
     def grow_to(self, request: Request, num_tokens: int) -> bool:
@@ -200,21 +218,26 @@ class PrefixCachingBlockManager(BlockManager):
         return True
 
     def cache_blocks(self, request: Request, num_tokens: int) -> None:
-        """Publish ``request``'s full prompt blocks among its first ``num_tokens`` tokens.
+        """Publish ``request``'s full blocks among its first ``num_tokens`` tokens: prompt blocks
+        with trace keys, and with ``cache_generated_blocks`` every full block.
 
         Called when a step that computes them is scheduled. A block whose key is already cached
         (another request published it first) stays private to this request.
         """
-        keys = self._keys.get(request.request_id)
-        if not keys:
-            return
         rid = request.request_id
+        keys = self._keys.get(rid)
+        if keys is None:
+            return
         start = self._num_published[rid]
-        end = min(len(keys), num_tokens // self.block_size)
+        end = num_tokens // self.block_size
+        if not self.cache_generated_blocks:
+            end = min(len(keys), end)
         if end <= start:
             return
         refs, held = self._ref_counts, self._held_keys[rid]
-        for key in keys[start:end]:
+        num_keys = len(keys)
+        for j in range(start, end):
+            key = keys[j] if j < num_keys else (rid, j)
             if key not in refs:
                 refs[key] = 1
                 held.append(key)

@@ -2,10 +2,19 @@
 
 Each iteration: the scheduler picks a batch, the replica waits the cost model's step time (plus
 the PCIe time of any KV blocks swapped for it: vLLM v0 runs cache swaps before the forward pass
-of the same step, one block after another), the scheduler folds the results back. With nothing to run, the replica sleeps on an event that the
-next arriving request triggers. Per-iteration records go into plain column lists, turned into a
-DataFrame after the run.
+of the same step, one block after another), the scheduler folds the results back. With nothing
+to run, the replica sleeps on an event that the next arriving request triggers. Per-iteration
+records go into plain column lists, turned into a DataFrame after the run.
 
+Host time. The step time is GPU work plus the cost model's ``host_time`` (scheduling, input
+preparation, output processing). By default they run in series: steps start ``step_time``
+apart and a step's tokens appear at its end. Under vLLM's async scheduling
+(``scheduler.async_scheduling``; ``simulator.schedulers.vllm_engine``) the host work of the next
+step runs while this one is on the GPU, so steps start ``max(GPU, host)`` apart; a step's
+tokens still reach the client one host time after its GPU work (its own output processing), at
+``start + step_time``, never before the previous step's; a finished request is handed to
+``on_finish`` then. A request arriving mid-step waits for the step after the next, which the
+engine scheduled when this one started. A cost model without ``host_time`` is all GPU time.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from simulator.cost_models.base import CostModel
 from simulator.request import Request
 from simulator.schedulers.base import Scheduler
 
+# num_resume_cached_tokens: prefix-cache hits of requests re-admitted in the step after preemption by recompute.
 ITERATION_COLUMNS = (
     "replica_id", "iteration", "start_time", "end_time", "batch_size", "num_prefill_tokens",
     "num_decode_tokens", "num_kv_blocks_used", "kv_usage", "num_waiting", "num_running", "num_preemptions",
+    "num_resume_cached_tokens",
 )
 
 
@@ -45,7 +56,10 @@ class Replica:
     def add_request(self, request: Request) -> None:
         """Hand an arriving request to this replica's scheduler; wake the replica if idle."""
         request.replica_id = self.replica_id
-        self.scheduler.add_request(request)
+        if self.scheduler.async_scheduling and self._wakeup is None:  # mid-step: the next step is already scheduled
+            self.scheduler.add_request(request, seen_by_next_step=False)
+        else:
+            self.scheduler.add_request(request)
         self.wake()
 
     def wake(self) -> None:
@@ -57,8 +71,10 @@ class Replica:
         env, scheduler, cost_model = self.env, self.scheduler, self.cost_model
         block_manager = scheduler.block_manager
         block_transfer_s = scheduler.swap_space.block_transfer_s
+        host_time = getattr(cost_model, "host_time", None) if scheduler.async_scheduling else None
         record = self.records.append
         replica_id, iteration = self.replica_id, 0
+        last_token_time, num_resume_cached = 0.0, 0
         while True:
             batch = scheduler.schedule(env.now)
             if batch is None:
@@ -73,10 +89,28 @@ class Replica:
             step_time = cost_model.step_time(batch)
             if batch.num_swapped_blocks:
                 step_time += batch.num_swapped_blocks * block_transfer_s
-            yield env.timeout(step_time)
+            if host_time is None:  # host work in series with the GPU step
+                yield env.timeout(step_time)
+                token_time = env.now
+            else:  # async scheduling: the next step's host work overlaps this step's GPU work
+                host = host_time(batch)
+                yield env.timeout(max(step_time - host, host))
+                token_time = last_token_time = max(start + step_time, last_token_time)
+            resumed = scheduler.num_resume_cached_tokens - num_resume_cached
+            num_resume_cached += resumed
             record((replica_id, iteration, start, env.now, len(batch.requests), batch.num_prefill_tokens,
                     batch.num_decode_tokens, used, used / block_manager.num_blocks, num_waiting, num_running,
-                    batch.num_preemptions))
+                    batch.num_preemptions, resumed))
             iteration += 1
-            for request in scheduler.on_step_end(batch, env.now):
-                self.on_finish(request)
+            finished = scheduler.on_step_end(batch, token_time)
+            if finished and token_time > env.now:
+                env.process(self._finish_later(finished, token_time - env.now))
+            else:
+                for request in finished:
+                    self.on_finish(request)
+
+    def _finish_later(self, finished: list[Request], delay_s: float):
+        """Hand ``finished`` to ``on_finish`` ``delay_s`` from now, when their last token reaches the client."""
+        yield self.env.timeout(delay_s)
+        for request in finished:
+            self.on_finish(request)

@@ -150,6 +150,11 @@ class SchedulerConfig:
     # vllm_v1 and off elsewhere.
     enable_prefix_caching: bool | None = None
     chunk_size: PositiveInt = 512  # Sarathi-Serve: token budget per iteration (prefill chunks + decodes)
+    # vllm_v1 only: the vLLM release modelled, "0.8" ... "0.19" (None: "0.19"), and two of its
+    # flags, None meaning the release's default (simulator/schedulers/vllm_engine.py).
+    engine_version: str | float | None = None
+    async_scheduling: bool | None = None
+    scheduler_reserve_full_isl: bool | None = None
 
 
 @_frozen

@@ -39,6 +39,10 @@ class Scheduler:
             is unset (on for vLLM v1, off for vLLM v0 and the others).
         running_in_arrival_order: keep ``running`` sorted by arrival (vLLM v0's FCFS policy
             re-sorts it every step), or append in the order requests are scheduled (vLLM v1).
+        async_scheduling: the engine schedules the next step while this one runs (vLLM v1's
+            async scheduling, ``simulator.schedulers.vllm_engine``): the replica overlaps host
+            and GPU time, and requests arriving mid-step are added with ``add_request(request,
+            seen_by_next_step=False)``. False here: host work runs in series with the GPU.
 
     Args:
         config: the scenario's scheduler section (policy knobs).
@@ -56,6 +60,7 @@ class Scheduler:
     supports_swap: bool = False
     prefix_caching_default: bool = False
     running_in_arrival_order: bool = True
+    async_scheduling: bool = False
 
     def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
         if config.preemption_mode == "swap" and not self.supports_swap:
@@ -74,6 +79,8 @@ class Scheduler:
         self.running: list[Request] = []  # see running_in_arrival_order; the last one is the first victim
         self.swapped: list[Request] = []  # preempted by swap, in arrival order
         self.num_preemptions = 0
+        # Tokens found in the prefix cache by requests re-admitted after preemption by recompute.
+        self.num_resume_cached_tokens = 0
         self.swap = config.preemption_mode == "swap"
         self.swap_space = swap_space or SwapSpace()
         self.num_free_cpu_blocks = self.swap_space.num_blocks
@@ -136,6 +143,8 @@ class Scheduler:
         if request.first_scheduled_time is None:
             request.first_scheduled_time = now
             request.num_cached_tokens = request.num_computed_tokens  # first admission only, as vLLM v1 counts
+        else:  # back after preemption by recompute (vLLM v1 counts these hits apart: PrefixCacheStats.preempted_hits)
+            self.num_resume_cached_tokens += request.num_computed_tokens
         running = self.running
         if not self.running_in_arrival_order or not running or running[-1].request_id < request.request_id:
             running.append(request)

@@ -1,6 +1,6 @@
 """vLLM v1 engine: one token budget per iteration over running and waiting requests.
 
-Follows vLLM's v1 scheduler (vLLM v0.8-v0.11, ``vllm/v1/core/sched/scheduler.py``,
+Follows vLLM's v1 scheduler (vLLM v0.8-v0.19, ``vllm/v1/core/sched/scheduler.py``,
 ``Scheduler.schedule``; the design is the "no prefill or decode phase" note at its top): every
 request is counters, and each iteration gives requests tokens so that ``num_computed_tokens``
 catches up with ``num_tokens``, within one budget of ``max_num_batched_tokens`` tokens:
@@ -13,16 +13,26 @@ catches up with ``num_tokens``, within one budget of ``max_num_batched_tokens`` 
   When the budget runs out, later running requests sit this iteration out.
 * Then, if nothing was preempted in this iteration (or nothing else would run: the replica has
   no later step to come back in), waiting requests in FCFS order, while the
-  budget lasts and fewer than ``max_num_seqs`` requests run: each looks up its prompt in the
+  budget lasts and fewer than ``max_num_seqs`` requests run: each looks up its sequence in the
   prefix cache (on by default, as in v1), starts ``num_computed_tokens`` after the cached
   blocks, and gets ``min(uncached tokens, budget left)`` tokens; blocks are allocated for the
-  tokens computed so far and this chunk only (no watermark), and the first request that does
-  not fit stops admission. Admitted and resumed requests go to the end of the running list.
+  tokens computed so far and this chunk only (no watermark in v1 up to 0.19), and the first
+  request that does not fit stops admission. From 0.19 (``scheduler_reserve_full_isl``) it must
+  also fit the blocks of its whole current sequence, not only its first chunk. Admitted and
+  resumed requests go to the end of the running list.
 
-Under KV pressure without prefix caching this re-admits a preempted long request for one more
-chunk only to preempt it again, over and over, as vLLM v1 did until it added a watermark and a
-whole-context admission check (vllm-project/vllm PR #21809, PR #21793, PR #28018 and issue
-#25538); with prefix caching the blocks a preempted request computed stay cached and are reused.
+Without the full-sequence check, under KV pressure without prefix caching, a preempted long
+request is re-admitted for one more chunk only to be preempted again, over and over (issue
+vllm-project/vllm#25538); with prefix caching the blocks it computed, generated ones included,
+stay cached and its recompute resumes from them.
+
+``scheduler.engine_version`` picks the release (``simulator.schedulers.vllm_engine``: its
+defaults and their sources). Under async scheduling (on by default from 0.14) the engine
+schedules step N+1 while step N runs; this class keeps that order's two consequences: requests
+the replica adds mid-step (``seen_by_next_step=False``) are not admitted by the next
+``schedule`` call, and blocks of requests finishing in step N are freed only after the next
+``schedule`` call; when that call finds nothing to run, they are processed first (the engine
+has nothing else queued). The replica overlaps host and GPU time (``simulator.replica``).
 
 The budget: ``scheduler.max_num_batched_tokens`` when set; else 8,192, the default of
 ``vllm serve`` for the v1 engine on H100/H200-class GPUs (``EngineArgs._set_default_args_v1``
@@ -36,12 +46,18 @@ from __future__ import annotations
 from simulator.batch import Batch
 from simulator.deployment import V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
 from simulator.kv_cache import BlockManager, SwapSpace
+from simulator.request import Request, RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.base import Scheduler
+from simulator.schedulers.vllm_engine import engine_version
 
 
 class VLLMV1Scheduler(Scheduler):
-    """vLLM v1: running requests first, then waiting ones, under one token budget."""
+    """vLLM v1: running requests first, then waiting ones, under one token budget.
+
+    Raises:
+        ScenarioError: an unknown ``scheduler.engine_version``, or a flag the release lacks.
+    """
 
     prefix_caching_default = True
     running_in_arrival_order = False
@@ -50,10 +66,51 @@ class VLLMV1Scheduler(Scheduler):
         super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)
         if config.max_num_batched_tokens is None:
             self.max_num_batched_tokens = V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
+        self.engine = engine_version(config)
+        self.async_scheduling = self.engine.async_scheduling
+        self.reserve_full_sequence = self.engine.reserve_full_sequence
+        if self.prefix_caching:
+            self.block_manager.cache_generated_blocks = True  # every v1 release caches generated blocks
+        self.num_unseen = 0  # the newest waiting requests, added after the next step was scheduled
+        self._unfreed: list[Request] = []  # finished in the step just folded back; freed after the next schedule
+
+    def add_request(self, request: Request, seen_by_next_step: bool = True) -> None:
+        """Queue a newly arrived request; with ``seen_by_next_step=False`` (async scheduling, the
+        request arrived while a step ran) the next ``schedule`` call does not admit it yet."""
+        self.waiting.append(request)
+        if not seen_by_next_step:
+            self.num_unseen += 1
 
     def schedule(self, now: float) -> Batch | None:
+        batch = self._schedule(now)
+        if batch is None and (self._unfreed or self.num_unseen):
+            self._catch_up()  # nothing queued: the engine processes the last outputs and arrivals first
+            batch = self._schedule(now)
+        if self._unfreed or self.num_unseen:
+            self._catch_up()
+        return batch
+
+    def _catch_up(self) -> None:
+        """What the engine does after scheduling the next step: free the blocks of the requests
+        that finished (``update_from_output``) and take in the requests that arrived."""
+        for request in self._unfreed:
+            self.block_manager.free(request)
+        self._unfreed.clear()
+        self.num_unseen = 0
+
+    def _finish(self, request: Request, now: float) -> None:
+        if not self.async_scheduling:
+            super()._finish(request, now)
+            return
+        assert request.finish_time is None, f"request {request.request_id} finished twice"
+        request.status = RequestStatus.FINISHED
+        request.finish_time = now
+        self._unfreed.append(request)
+
+    def _schedule(self, now: float) -> Batch | None:
         running, block_manager = self.running, self.block_manager
         grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
+        cache_blocks = block_manager.cache_blocks if self.prefix_caching else None
         budget = self.max_num_batched_tokens
         num_preempted = self.num_preemptions
         decodes = []  # priced together by Batch.of_decodes (same result as add(request, 1) each)
@@ -69,6 +126,8 @@ class VLLMV1Scheduler(Scheduler):
                 break  # the request itself was the last one and got preempted
             if num_new_tokens == 1 and computed >= request.num_prompt_tokens:
                 decodes.append(request)
+                if cache_blocks is not None and end % block_size == 0:
+                    cache_blocks(request, end)  # this decode fills a block of generated tokens
             else:
                 chunks.append((request, num_new_tokens))
             budget -= num_new_tokens
@@ -83,14 +142,17 @@ class VLLMV1Scheduler(Scheduler):
 
     def _schedule_waiting(self, batch: Batch, budget: int, now: float) -> None:
         waiting, running, block_manager = self.waiting, self.running, self.block_manager
-        block_size = block_manager.block_size
-        while waiting and budget > 0 and len(running) < self.max_num_seqs:
+        block_size, reserve_full = block_manager.block_size, self.reserve_full_sequence
+        while len(waiting) > self.num_unseen and budget > 0 and len(running) < self.max_num_seqs:
             request = waiting[0]
             num_cached_blocks, num_evictable = self._find_cached_prefix(request)
             num_cached_tokens = num_cached_blocks * block_size
             num_new_tokens = min(request.num_tokens - num_cached_tokens, budget)
-            needed = block_manager.num_blocks_for(num_cached_tokens + num_new_tokens) - num_cached_blocks + num_evictable
-            if needed > block_manager.num_free_blocks:
+            # Blocks to take from the free ones: new blocks, and cached hits nobody holds.
+            reused = num_evictable - num_cached_blocks
+            if reserve_full and block_manager.num_blocks_for(request.num_tokens) + reused > block_manager.num_free_blocks:
+                break  # its whole sequence does not fit (KVCacheManager.can_fit_full_sequence)
+            if block_manager.num_blocks_for(num_cached_tokens + num_new_tokens) + reused > block_manager.num_free_blocks:
                 break
             self._admit(request, num_cached_tokens + num_new_tokens, now, num_cached_blocks)
             self._add_chunk(batch, request, num_new_tokens)
