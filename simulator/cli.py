@@ -410,6 +410,7 @@ def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, a
     from simulator.validate.engine import validate
     from simulator.validate.report import write_validation
 
+    _check_out(out_dir, "--out")
     try:
         loaded = load_sets(list(runs), waves)
         result = validate(loaded, None if no_cache else out_dir / "cache", executor_kind, workers, address, progress=not quiet)

@@ -97,7 +97,7 @@ class HardwareConfig:
 class PoolConfig:
     """One pool of a disaggregated deployment (DistServe): its replicas and their parallelism."""
 
-    num_replicas: PositiveInt = 1
+    num_replicas: Annotated[int, Field(ge=1, le=100_000)] = 1  # beyond 100,000 replicas a run would exhaust memory, not finish
     tensor_parallel_size: PositiveInt = 1
     pipeline_parallel_size: PositiveInt = 1
 
@@ -124,7 +124,7 @@ class ClusterConfig:
     defaulting to one replica at this section's TP and PP), joined by ``kv_transfer``.
     """
 
-    num_replicas: PositiveInt = 1
+    num_replicas: Annotated[int, Field(ge=1, le=100_000)] = 1  # beyond 100,000 replicas a run would exhaust memory, not finish
     tensor_parallel_size: PositiveInt = 1
     pipeline_parallel_size: PositiveInt = 1
     router: str = "round_robin"

@@ -244,6 +244,9 @@ MISTAKES: dict[str, Mistake] = {
     "fit a folder that is no bundle": Mistake(lambda c: ["fit", c.folder("empty")], ("empty", "not a profile bundle")),
     "fit a bundle with a corrupt profile.json": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("{broken"), "fit"), ("profile.json", "not valid JSON", "line 1")),
     "fit a bundle whose profile.json is a list": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("[1, 2]"), "fit"), ("profile.json", "not a profile manifest")),
+    "run on a bundle with a corrupt profile.json": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("{broken")), ("hardware.profile", "unreadable profile.json", "JSONDecodeError")),
+    "run on a bundle whose profile.json is a list": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("[1, 2]")), ("hardware.profile", "without its model section")),
+    "10^9 replicas": Mistake(check("cluster.num_replicas=1000000000"), ("cluster.num_replicas", "1000000000", "100000")),
     "fit --folds 1": Mistake(lambda c: ["fit", "x", "--folds", "1"], ("servesim fit", "--folds", "1")),
     # -- profile bundles (hardware.profile) --------------------------------------------------------
     "bundle folder missing": Mistake(lambda c: ["run", "-q", "--set", f"hardware.profile={c.tmp / 'none'}", "--out", str(c.tmp / "out")], ("hardware.profile", "none", "not found")),

@@ -317,8 +317,13 @@ class ProfiledCostModel:
         path = root / "profile.json"
         if not path.is_file():
             raise ScenarioError(source, FIELD, str(root), "not a profile bundle (no profile.json)", "give a folder written by `servesim profile --out DIR`")
-        with open(path) as f:
-            manifest = json.load(f)
+        try:
+            with open(path) as f:
+                manifest = json.load(f)
+        except (OSError, ValueError) as e:  # unreadable, or not JSON (a torn or hand-edited file)
+            raise ScenarioError(source, FIELD, str(root), f"has an unreadable profile.json ({type(e).__name__})", "restore it, or profile or import the bundle again") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("model"), dict):
+            raise ScenarioError(source, FIELD, str(root), "has a profile.json without its model section", "restore it, or profile or import the bundle again")
         profiled = manifest.get("model", {})
         for key in _MODEL_FIELDS:
             mine = getattr(self.model, key)

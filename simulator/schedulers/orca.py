@@ -22,7 +22,7 @@ from simulator.schedulers.base import Scheduler
 class OrcaScheduler(Scheduler):
     """Mixed prefill + decode iterations; KV reserved for ``max_model_len`` at admission."""
 
-    supports_swap = True  # never preempts
+    supports_swap = False  # never preempts, so it never swaps (simulator/deployment.py refuses swap for it)
 
     def schedule(self, now: float) -> Batch | None:
         running, waiting, block_manager = self.running, self.waiting, self.block_manager

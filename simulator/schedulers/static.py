@@ -37,7 +37,7 @@ from simulator.schedulers.base import Scheduler
 class StaticScheduler(Scheduler):
     """Request-level batching: a batch runs until all its requests end, then the next forms."""
 
-    supports_swap = True  # never preempts
+    supports_swap = False  # never preempts, so it never swaps (simulator/deployment.py refuses swap for it)
 
     def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
         super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)
