@@ -24,6 +24,7 @@ from profiler.fit import fit_bundle
 from profiler.imports import build, cache_root, import_profile, named_profile
 from simulator.errors import ScenarioError
 from simulator.specs.model import bundled_model_spec, model_spec_from_hf_config
+from tests.conftest import one_line_error
 
 TINY = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
 PEAK, BANDWIDTH = 100e12, 1e12
@@ -171,12 +172,9 @@ def cli(*args: str, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
-def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+def exits_with_one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("servesim: error:"), proc.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    one_line_error(proc.stderr, *words)
 
 
 def test_bad_tables_and_a_missing_package_are_one_line_and_exit_code_2(toy, tmp_path, monkeypatch):
@@ -185,14 +183,14 @@ def test_bad_tables_and_a_missing_package_are_one_line_and_exit_code_2(toy, tmp_
     env = dict(os.environ)
     table = toy / "data" / "toy_sxm" / "gemm" / "vllm" / "1.0" / "gemm_perf.parquet"
     table.write_bytes(b"not a parquet file")
-    one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
+    exits_with_one_line(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
                    "gemm_perf.parquet", "cannot be read")
     empty = {c: pd.Series(dtype="float64") for c in ("m", "n", "k", "latency")} | {c: pd.Series(dtype="str") for c in ("device", "kernel_source", "gemm_dtype")}
     pd.DataFrame(empty).to_parquet(table)
-    one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
+    exits_with_one_line(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
                    "empty table")
     pd.DataFrame({"m": [1], "n": [128], "k": [128]}).to_parquet(table)  # no latency column
-    one_line_error(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
+    exits_with_one_line(cli("profile", "import", "aiconfigurator:toy_sxm/vllm/1.0", "--model", str(TINY_MODEL_CONFIG), "--out", "b", cwd=tmp_path, env=env),
                    "gemm_perf.parquet", "column missing")
     # No package and no AICONFIGURATOR_SYSTEMS: a stub module that fails to import stands in for a
     # missing install (sitecustomize would be heavier; -c keeps the interpreter the same).
@@ -200,7 +198,7 @@ def test_bad_tables_and_a_missing_package_are_one_line_and_exit_code_2(toy, tmp_
     code = ("import sys; sys.modules['aiconfigurator_core'] = None; sys.argv = ['servesim', 'profile', 'import', "
             f"'aiconfigurator:h100_sxm/vllm/0.24.0', '--model', 'llama-3-8b', '--out', 'b']; from simulator.cli import main; main()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    one_line_error(proc, "aiconfigurator-core", "servesim[aiconfigurator]")
+    exits_with_one_line(proc, "aiconfigurator-core", "servesim[aiconfigurator]")
     assert not (tmp_path / "b" / "gemm.csv").exists()
 
 

@@ -19,6 +19,7 @@ from simulator.validate import load_sets
 from simulator.validate.engine import _RunTask, compare_run, scenario_for, validate, verdict
 from simulator.validate.report import write_validation
 from simulator.validate.run_format import load_run
+from tests.conftest import one_line_error
 
 SET = {"model.name": "llama-3-8b", "scheduler.name": "vllm_v1", "workload.num_requests": 40, "workload.concurrency": 4,
        "workload.prompt_tokens": {"distribution": "fixed", "value": 256}, "workload.output_tokens": {"distribution": "fixed", "value": 32}}
@@ -94,10 +95,7 @@ def test_bad_run_files_are_one_line_and_exit_code_2(tmp_path, case):
     proc = subprocess.run([sys.executable, "-m", "simulator.cli", "validate", str(path), "--out", str(tmp_path / "out"), "--workers", "1"],
                           capture_output=True, text=True, timeout=300, env=dict(os.environ))
     assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("servesim: error:"), proc.stderr
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    one_line_error(proc.stderr, *words)
 
 
 def test_two_runs_of_one_name_and_an_empty_folder_are_errors(tmp_path):
