@@ -196,7 +196,7 @@ def test_bad_tables_and_a_missing_package_are_one_line_and_exit_code_2(toy, tmp_
     # missing install (sitecustomize would be heavier; -c keeps the interpreter the same).
     env.pop("AICONFIGURATOR_SYSTEMS")
     code = ("import sys; sys.modules['aiconfigurator_core'] = None; sys.argv = ['servesim', 'profile', 'import', "
-            f"'aiconfigurator:h100_sxm/vllm/0.24.0', '--model', 'llama-3-8b', '--out', 'b']; from simulator.cli import main; main()")
+            "'aiconfigurator:h100_sxm/vllm/0.24.0', '--model', 'llama-3-8b', '--out', 'b']; from simulator.cli import main; main()")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     exits_with_one_line(proc, "aiconfigurator-core", "servesim[aiconfigurator]")
     assert not (tmp_path / "b" / "gemm.csv").exists()
