@@ -110,26 +110,72 @@ def resolve_model(scenario: Scenario, source: str) -> ModelSpec:
 def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int, dtype_bytes: int, quantization: str = "none") -> float:
     """Weight bytes on the most loaded GPU of a TP x PP replica.
 
-    Layers split evenly over stages (the first stages take the remainder); the embedding sits on
-    the first stage and lm_head on the last, both vocab-sharded over TP. Quantization shrinks the
-    layers' weights (``QUANTIZED_WEIGHT_BYTES``), not the embedding or lm_head.
+    Layers split evenly over stages (the first stages take the remainder), each stage holding its
+    own layers' weights (a mixture-of-experts model's dense and MoE layers differ: DeepSeek-V3's
+    first three are dense); the embedding (with OPT's position table and projections) sits on the
+    first stage and lm_head on the last, both vocab-sharded over TP. Every weight is sharded over
+    TP, the experts too: without expert parallelism vLLM's fused MoE layer splits each expert's
+    intermediate dimension over the TP ranks (``model_executor/layers/fused_moe/layer.py``).
+    Quantization shrinks the layers' weights (``QUANTIZED_WEIGHT_BYTES``), not the embedding or lm_head.
     """
-    layer_params = (model.num_params - model.vocab_size * model.hidden_size * (1 if model.tie_word_embeddings else 2)) / model.num_layers
-    embedding = model.vocab_size * model.hidden_size
-    vocab_params = embedding if model.tie_word_embeddings or pp > 1 else 2 * embedding
+    heaviest = max(sum(model.params_of_layer(i) for i in stage) for stage in stage_layers(model.num_layers, pp))
+    table = model.vocab_size * model.embedding_dim
+    others = model.num_params - model.layer_params - model.embedding_params  # positions, projections, final norm
+    vocab_params = (table if model.tie_word_embeddings or pp > 1 else 2 * table) + others
     layer_bytes = QUANTIZED_WEIGHT_BYTES.get(quantization, dtype_bytes)
-    return (math.ceil(model.num_layers / pp) * layer_params * layer_bytes + vocab_params * dtype_bytes) / tp
+    return (heaviest * layer_bytes + vocab_params * dtype_bytes) / tp
+
+
+def stage_layers(num_layers: int, pp: int) -> list[range]:
+    """The layers of each of ``pp`` pipeline stages: even splits, the first stages taking the remainder."""
+    sizes = [num_layers // pp + (1 if s < num_layers % pp else 0) for s in range(pp)]
+    starts = [sum(sizes[:s]) for s in range(pp)]
+    return [range(start, start + size) for start, size in zip(starts, sizes)]
+
+
+def kv_cache_layout(model: ModelSpec, tp: int, pp: int, block_size: int, dtype_bytes: int, max_num_seqs: int) -> tuple[float, float]:
+    """(bytes of one KV-cache block on the most loaded GPU, bytes that GPU sets aside for sliding-window layers).
+
+    Per layer and token a GPU caches K and V of its KV heads (replicated past their count, as
+    vLLM does), or for multi-head latent attention the latent and the shared rotary key,
+    ``kv_lora_rank + qk_rope_head_dim`` elements, the same on every TP rank (vLLM's MLA backends
+    cache one such vector per token; DeepSeek-V2 Sec. 2.1.2). A block holds ``block_size`` tokens
+    of the layers whose cache grows with the context. Sliding-window layers keep only their
+    window: vLLM v1's hybrid KV cache manager gives each attention type a block table of its own
+    (``v1/core/kv_cache_coordinator.py``) and frees a sliding-window layer's blocks once they fall
+    behind the window (``SlidingWindowManager.remove_skipped_blocks``,
+    ``v1/core/single_type_kv_cache_manager.py``). servesim's block manager keeps one table per
+    request, so it sets aside ``ceil(window / block_size) + 1`` blocks of those layers for each of
+    ``max_num_seqs`` requests (an upper bound: the most requests that run at once) and sizes the
+    pool by the full-attention layers. When every layer slides (Mistral) the pool keeps them all, a
+    request holding its whole context: a conservative capacity.
+    """
+    per_layer_token = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim if model.mla is not None
+                       else 2 * max(1, model.num_kv_heads // tp) * model.head_dim) * dtype_bytes
+    sliding = set(model.sliding_layers)
+    stages = stage_layers(model.num_layers, pp)
+    if not sliding or len(sliding) == model.num_layers:
+        return block_size * len(stages[0]) * per_layer_token, 0.0
+    full_per_stage = max(sum(1 for i in stage if i not in sliding) for stage in stages)
+    sliding_per_stage = max(sum(1 for i in stage if i in sliding) for stage in stages)
+    window_blocks = math.ceil(model.sliding_window / block_size) + 1
+    reserve = max_num_seqs * window_blocks * block_size * sliding_per_stage * per_layer_token
+    return block_size * full_per_stage * per_layer_token, float(reserve)
 
 
 def activation_reserve_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int, dtype_bytes: int) -> float:
     """Peak activation memory of a forward pass at ``max_num_batched_tokens`` tokens (bytes).
 
     vLLM sizes the KV cache after a profiling forward pass at this size (``determine_num_
-    available_blocks``). Peak: the gate/up output and the activation (3 I / tp per token), the
+    available_blocks``). Peak: the gate/up output and the activation (3 I / tp per token; for a
+    mixture of experts I is the larger of the dense width and top-k x expert width plus shared), the
     QKV output, four hidden-size buffers (residual, normed input, attention output, MLP output),
     fp32 logits for ``max_num_seqs`` sampled tokens, plus the non-torch reserve.
     """
-    per_token = 3 * model.intermediate_size / tp + (model.num_attention_heads + 2 * model.num_kv_heads) * model.head_dim / tp + 4 * model.hidden_size
+    mlp = model.intermediate_size
+    if model.moe is not None:  # the routed experts' outputs of each token, and the shared experts'
+        mlp = max(mlp, model.moe.num_experts_per_token * model.moe.expert_intermediate_size + model.moe.shared_intermediate_size)
+    per_token = 3 * mlp / tp + (model.num_attention_heads + 2 * model.num_kv_heads) * model.head_dim / tp + 4 * model.hidden_size
     logits = max_num_seqs * model.vocab_size / tp * 4
     return max_num_batched_tokens * per_token * dtype_bytes + logits + NON_TORCH_RESERVE_BYTES
 
@@ -161,8 +207,10 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     ``prefill`` / ``decode`` pool of a disaggregated deployment (``cluster.prefill`` /
     ``cluster.decode``, defaulting to the cluster's); errors name the field it came from.
 
-    KV-cache capacity per GPU = memory x gpu_memory_utilization - weights - activation reserve;
-    blocks = that / (2 x block_size x layers per stage x KV heads per GPU x head_dim x bytes).
+    KV-cache capacity per GPU = memory x gpu_memory_utilization - weights - activation reserve -
+    sliding-window layers' share; blocks = that / (block_size x full-attention layers per stage x
+    bytes per token and layer: 2 x KV heads per GPU x head_dim x bytes, or MLA's latent;
+    ``kv_cache_layout``).
 
     Raises:
         ScenarioError: unknown model or GPU, or a bad GPU spec file; a TP degree that does not divide the attention
@@ -184,6 +232,8 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}", "use a TP degree that divides the KV heads or is a multiple of them")
     if model.intermediate_size % tp:
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
+    if model.moe is not None and model.moe.expert_intermediate_size % tp:
+        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the expert MLP width {model.moe.expert_intermediate_size} of {model.name}", "use a TP degree that divides it")
     if pp > model.num_layers:
         raise ScenarioError(source, f"{field}.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
     if tp > MAX_TENSOR_PARALLEL_SIZE:
@@ -218,9 +268,8 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes, quantization)
     activations = activation_reserve_bytes(model, tp, max_num_batched_tokens, sched.max_num_seqs, dtype_bytes)
     usable = gpu.memory_bytes * sched.gpu_memory_utilization
-    kv_bytes = usable - weights - activations
-    layers_per_stage = math.ceil(model.num_layers / pp)
-    block_bytes = 2 * sched.block_size * layers_per_stage * max(1, model.num_kv_heads // tp) * model.head_dim * dtype_bytes
+    block_bytes, window_bytes = kv_cache_layout(model, tp, pp, sched.block_size, dtype_bytes, sched.max_num_seqs)
+    kv_bytes = usable - weights - activations - window_bytes
     if sched.num_gpu_blocks_override is not None:
         num_blocks = sched.num_gpu_blocks_override
     else:

@@ -389,3 +389,49 @@ def test_cpu_profiler_builds_every_operator_of_opt_and_qwen3(tmp_path):
         for m in rows:
             if m.operator in own:
                 builder.build(m, "float32")()  # runs on the CPU
+
+
+# -- memory plan ----------------------------------------------------------------------------------
+def test_experts_are_sharded_over_tp_and_stages_hold_their_own_layers():
+    from simulator.deployment import weight_bytes_per_gpu
+    from simulator.specs.model import bundled_model_spec
+
+    mixtral = bundled_model_spec("mixtral-8x7b")
+    # All 46.7 B parameters in bf16 over 2 GPUs: every expert is split, none replicated.
+    assert weight_bytes_per_gpu(mixtral, 2, 1, 2) == pytest.approx(46.7e9 * 2 / 2, rel=0.002)
+    deepseek = bundled_model_spec("deepseek-v3")
+    # One layer by hand. MLA: q_a 7168 x 1536 + norm, q_b 1536 x 128 x 192, kv_a 7168 x 576 + norm 512, kv_b 512 x 128 x 256, o 128 x 128 x 7168.
+    h = 7_168
+    attention = h * 1_536 + 1_536 + 1_536 * 128 * 192 + h * 576 + 512 + 512 * 128 * 256 + 128 * 128 * h
+    expert = 3 * h * 2_048
+    moe_layer = attention + 2 * h + 256 * h + 256 + 257 * expert  # router and its bias, 256 routed experts and 1 shared
+    dense_layer = attention + 2 * h + 3 * h * 18_432
+    assert (deepseek.params_of_layer(60), deepseek.params_of_layer(0)) == (moe_layer, dense_layer)
+    # PP 2: stage 0 holds layers 0-30 (the 3 dense ones) and the embedding, stage 1 layers 31-60, the final norm and lm_head.
+    table = 129_280 * h
+    stage0, stage1 = 3 * dense_layer + 28 * moe_layer + table, 30 * moe_layer + table + h
+    assert stage1 > stage0
+    assert weight_bytes_per_gpu(deepseek, 8, 2, 1) == pytest.approx(stage1 / 8, rel=1e-9)
+
+
+def test_kv_cache_of_latent_attention_and_of_sliding_windows():
+    from simulator.deployment import kv_cache_layout
+    from simulator.specs.model import bundled_model_spec
+
+    # DeepSeek-V3: 512 latent + 64 rotary-key elements per layer and token, bf16, the same on every TP rank.
+    block, _ = kv_cache_layout(bundled_model_spec("deepseek-v3"), 8, 1, 16, 2, 256)
+    assert block == 16 * 61 * (512 + 64) * 2
+    # gpt-oss-120b at TP 4: the pool holds the 18 full-attention layers (2 KV heads per GPU x 64 x K and V x 2 bytes);
+    # the 18 sliding layers keep 128 tokens: ceil(128 / 16) + 1 = 9 blocks for each of 256 requests.
+    block, reserve = kv_cache_layout(bundled_model_spec("gpt-oss-120b"), 4, 1, 16, 2, 256)
+    assert block == 16 * 18 * 2 * 2 * 64 * 2
+    assert reserve == 256 * 9 * 16 * 18 * 2 * 2 * 64 * 2
+    # Mistral slides on every layer: the pool keeps them all (the whole context per request).
+    assert kv_cache_layout(bundled_model_spec("mistral-7b"), 1, 1, 16, 2, 256) == (16 * 32 * 2 * 8 * 128 * 2, 0.0)
+
+
+def test_servesim_check_gives_an_moe_memory_plan(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "check", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "model.name=mixtral-8x7b",
+                           "--set", "cluster.tensor_parallel_size=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "mixtral-8x7b" in proc.stdout and "43.5 GiB weights" in proc.stdout

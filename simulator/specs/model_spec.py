@@ -223,6 +223,11 @@ class ModelSpec:
     def num_moe_layers(self) -> int:
         return len(self.moe.moe_layers) if self.moe is not None else 0
 
+    def params_of_layer(self, index: int) -> int:
+        """Decoder layer ``index``'s weights: attention, its two norms, and its dense or MoE MLP."""
+        moe = self.moe is not None and index in self.moe.moe_layers
+        return self.attention_params + 2 * self.norm_params + (self.moe_mlp_params if moe else self.dense_mlp_params)
+
     @property
     def embedding_params(self) -> int:
         """Token embedding plus lm_head (once when tied)."""
