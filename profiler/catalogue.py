@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass, field
 
 from profiler.sweeps import SweepConfig
+from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 GEMM, ELEMENTWISE, ATTENTION_PREFILL, ATTENTION_DECODE, ALL_REDUCE, CPU_OVERHEAD = (
@@ -125,7 +126,13 @@ def model_operators(model: ModelSpec) -> list[OperatorSpec]:
     LayerNorm runs ``add_layernorm`` and a final ``layernorm`` instead of ``add_rmsnorm`` and
     ``rmsnorm``; learned positions run ``position_embedding`` instead of ``rotary``; a q/k norm
     adds ``qk_norm``.
+
+    Raises:
+        ScenarioError: ``model`` is a mixture of experts (the catalogue has no MoE operators).
     """
+    if model.moe is not None:
+        raise ScenarioError("--model", "", model.name, f"is a mixture-of-experts model ({model.architecture}); the profiler measures dense layers only",
+                            "profile a dense model (`servesim list`)")
     swap: dict[str, str | None] = {}
     if model.ffn_kind == "relu":
         swap |= {"gate_up_proj": "up_proj", "silu_mul": "relu"}

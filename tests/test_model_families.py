@@ -435,3 +435,12 @@ def test_servesim_check_gives_an_moe_memory_plan(tmp_path):
                            "--set", "cluster.tensor_parallel_size=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "mixtral-8x7b" in proc.stdout and "43.5 GiB weights" in proc.stdout
+
+
+def test_the_profiler_refuses_to_measure_an_moe_model_as_dense():
+    from profiler.catalogue import plan
+    from profiler.sweeps import SweepConfig
+    from simulator.specs.model import bundled_model_spec
+
+    with pytest.raises(ScenarioError, match="mixture-of-experts"):
+        plan(bundled_model_spec("qwen3-30b-a3b"), [1], SweepConfig.for_device("cpu"), "float32", {})
