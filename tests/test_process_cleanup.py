@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from simulator import executors
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are tied to their parent on Linux only")
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are tied to their parent on Linux only")
 
 # Two runs of 20,000 requests each: several seconds per run, so the workers are mid-run when killed.
 SWEEP = """
@@ -62,6 +63,7 @@ def _wait_for(condition, timeout_s: float) -> bool:
     return condition()
 
 
+@linux_only
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["SIGKILL", "SIGTERM", "Ctrl-C"])
 def test_no_worker_outlives_a_killed_compare(tmp_path, sig):
     sweep_file = tmp_path / "killed.yaml"
@@ -86,3 +88,19 @@ def test_no_worker_outlives_a_killed_compare(tmp_path, sig):
         if parent.poll() is None:
             parent.kill()
         parent.communicate()
+
+
+@linux_only
+def test_a_worker_whose_parent_is_already_gone_exits_at_once():
+    # The worker initializer, run where the expected parent is not this process's parent (as after
+    # the parent died between the fork and the prctl call), ends the process with status 1.
+    code = "import os; from simulator.executors import _end_with_parent; _end_with_parent(os.getppid() + 1); print('still here')"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "still here" not in done.stdout
+
+
+def test_where_workers_cannot_be_tied_the_executor_says_so_and_still_runs(monkeypatch):
+    monkeypatch.setattr(executors, "_TIED_TO_PARENT", False)  # as on macOS and Windows
+    with pytest.warns(RuntimeWarning, match="outlive a parent killed"):
+        pairs = list(executors.LocalExecutor(2, progress=False).map(abs, [-1, -2, -3]))
+    assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
