@@ -253,3 +253,15 @@ def test_two_bundles_compare_operator_by_operator(tmp_path, monkeypatch):
     assert summary["GEMM"][0] == pytest.approx(2.0, rel=0.02) and "elementwise" not in summary
     with pytest.raises(ScenarioError, match="not a profile bundle"):
         compare_bundles(a, tmp_path / "nothing")
+
+
+def test_the_model_familys_operators_are_imported_and_a_moe_model_is_refused(toy, tmp_path):
+    opt = bundled_model_spec("opt-13b")  # a two-matrix ReLU MLP, LayerNorm, learned positions
+    out = import_profile("aiconfigurator:toy_sxm/vllm/1.0", opt, (1,), tmp_path / "opt")
+    g = rows(out, "gemm")
+    assert "up_proj" in set(g.operator) and "gate_up_proj" not in set(g.operator)
+    assert set(g[g.operator == "up_proj"].n) == {opt.intermediate_size}
+    filled = json.loads((out / "provenance.json").read_text())["filled"]
+    assert {"relu", "add_layernorm", "layernorm", "position_embedding"} <= set(filled) and "rotary" not in filled
+    with pytest.raises(ScenarioError, match="mixture-of-experts model: importing its expert kernels is not available yet"):
+        build("aiconfigurator:toy_sxm/vllm/1.0", bundled_model_spec("mixtral-8x7b"), (2,), tmp_path / "moe")

@@ -72,6 +72,9 @@ def build(value: str, model: ModelSpec, tps: tuple[int, ...], out: Path, source:
     if parsed is None:
         raise ScenarioError(source, field, value, "is not a profile source", "write aiconfigurator:SYSTEM/FRAMEWORK/VERSION, llmservingsim:FOLDER or vidur:FOLDER")
     kind, rest = parsed
+    if model.moe is not None:
+        raise ScenarioError(source, field, value, f"{model.name} is a mixture-of-experts model: importing its expert kernels is not available yet",
+                            "import a dense model (`servesim list` shows the bundled ones)")
     what: str | Path = rest
     if kind != "aiconfigurator":
         folder = Path(rest).expanduser()

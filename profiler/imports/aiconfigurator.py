@@ -9,8 +9,9 @@ milliseconds per kernel on one GPU.
 
 What maps onto the catalogue (``profiler.catalogue``), at the model's TP shard shapes:
 
-- ``gemm/gemm_perf`` (m, n, k, ``gemm_dtype``, ``kernel_source``): qkv_proj, o_proj,
-  gate_up_proj, down_proj and lm_head at every measured m. The table measures a grid of widths
+- ``gemm/gemm_perf`` (m, n, k, ``gemm_dtype``, ``kernel_source``): the model family's linear
+  layers (qkv_proj, o_proj, gate_up_proj or OPT's up_proj, down_proj) and lm_head at every
+  measured m. The table measures a grid of widths
   (n, k in 32 .. 65536); a shard width between two grid widths is interpolated from the four
   surrounding (n, k) measurements at the same m by holding the measured efficiency (time over its
   roofline time, bilinear in log n and log k) and scaling the roofline time to the shard's shape;
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from profiler.catalogue import ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, GEMM, gemm_counts, gemm_shape, layer_dims
+from profiler.catalogue import ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, GEMM, gemm_counts, gemm_shape, layer_dims, linear_operators
 from profiler.imports.bundle_writer import ImportedBundle, Source
 from profiler.sweeps import SweepConfig
 from simulator.errors import ScenarioError
@@ -60,7 +61,6 @@ BLOCK_SIZE = 16  # vLLM's default KV cache block size (vllm/config/cache.py), re
 # fit's wave features; systems left out are fitted without them.
 _SMS = {"a100_sxm": 108, "a100_pcie": 108, "h100_sxm": 132, "h100_pcie": 114, "h200_sxm": 132, "b200_sxm": 148,
         "l40s": 142, "l4": 58, "rtx_pro_6000_server": 188}
-_LINEAR = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head")
 _GEMM_DTYPES = {"bfloat16": "bfloat16", "fp8": "fp8"}  # aiconfigurator gemm_dtype -> catalogue dtype
 
 
@@ -294,7 +294,7 @@ def import_aiconfigurator(spec: str, model: ModelSpec, tps: tuple[int, ...], out
         for kernel, krows in rows.groupby("kernel_source"):
             for tp in tps:
                 d = layer_dims(model, tp)
-                for op in _LINEAR if dtype == "bfloat16" else _LINEAR[:4]:
+                for op in (*linear_operators(model), "lm_head") if dtype == "bfloat16" else linear_operators(model):
                     n, k = gemm_shape(op, d)
                     ms, secs, exact = gemm_times(krows, n, k, dtype, gpu)
                     for m, t in zip(ms, secs):

@@ -42,8 +42,8 @@ import numpy as np
 
 from profiler import bundle
 from profiler.catalogue import (
-    ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, CPU_OVERHEAD, DTYPE_BYTES, ELEMENTWISE, GEMM, KINDS, OPERATORS, SHAPE_COLUMNS,
-    decode_counts, elementwise_bytes, elementwise_width, gemm_counts, gemm_shape, layer_dims, prefill_counts,
+    ALL_REDUCE, ATTENTION_DECODE, ATTENTION_PREFILL, CPU_OVERHEAD, DTYPE_BYTES, ELEMENTWISE, GEMM, KINDS, SHAPE_COLUMNS,
+    decode_counts, elementwise_bytes, elementwise_width, gemm_counts, gemm_shape, layer_dims, model_operators, prefill_counts,
 )
 from profiler.sweeps import SweepConfig
 from simulator.scenario import RooflineConfig
@@ -52,8 +52,6 @@ from simulator.specs.model import ModelSpec
 
 PROVENANCE = "provenance.json"
 ORIGINS = ("measured", "interpolated", "filled", "assumed")
-# Streaming (memory-bound) operators of the catalogue, priced by bytes moved.
-MEMORY_OPERATORS = tuple(name for name, op in OPERATORS.items() if op.kind == ELEMENTWISE)
 
 
 @dataclass(frozen=True)
@@ -241,7 +239,7 @@ class ImportedBundle:
         defaults = defaults or RooflineConfig()
         cal = self.calibrations()
         b = DTYPE_BYTES[self.dtype]
-        for op in OPERATORS.values():
+        for op in model_operators(self.model):  # the model family's operators (OPT: up_proj, relu, LayerNorm ...)
             if op.name == "quantize_activations":
                 self._fill_quantize(sweep, cal["memory"])
                 continue
@@ -282,14 +280,14 @@ class ImportedBundle:
 
     def _fill_quantize(self, sweep: SweepConfig, cal: ClassCalibration | None) -> None:
         """Per-token activation quantization before each W8A8 / FP8 GEMM the source timed (a streaming kernel)."""
-        from profiler.catalogue import LINEAR_OPERATORS
+        from profiler.catalogue import linear_operators
 
         b = DTYPE_BYTES[self.dtype]
         for q in sorted({r.dtype for r in self.rows if r.kind == GEMM and r.dtype in ("w8a8", "fp8")}):
             for tp in self.tps:
                 if cal is None or self.has("quantize_activations", tp, q):
                     continue
-                widths = sorted({gemm_shape(name, layer_dims(self.model, tp))[1] for name in LINEAR_OPERATORS})
+                widths = sorted({gemm_shape(name, layer_dims(self.model, tp))[1] for name in linear_operators(self.model)})
                 for w in widths:
                     for m in sweep.token_counts():
                         self.add(ELEMENTWISE, "quantize_activations", "roofline", tp, (m, w),
