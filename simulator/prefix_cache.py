@@ -23,13 +23,15 @@ Requests without ``block_hashes`` share nothing. A KV block inside a trace block
 is never shared, even if its own tokens agree: the trace cannot say, so sharing is counted at
 the trace's 512-token granularity, as a set-based replay of the ids counts it.
 
-With ``cache_generated_blocks`` (the ``vllm_v1`` scheduler sets it: vLLM v1 hashes every full
-block of a request, generated tokens included, 0.8.0 ``BlockPool.cache_full_blocks``), each full
-block of a request's sequence has a key: the trace's where it covers the block, else the request's
-own ``(request_id, j)``, a block only that request can hold again (its tokens are its own). A
-decode that fills a block publishes it, and a request preempted by recompute finds its own
-blocks when it is admitted again, prompt and output alike, up to ``num_tokens - 1`` tokens.
-Without it (the other schedulers) only trace-keyed prompt blocks are cached.
+A request's own blocks: vLLM v1 hashes every full block of a request, generated tokens included
+(0.8.0 ``BlockPool.cache_full_blocks``), so a request preempted by recompute finds its blocks in
+the cache when it is admitted again. Here a full block past the trace's keys gets the key
+``(request_id, j)``: only that request can ever hold it again (its tokens are its own). Nobody
+else can look such a block up, so it is published when its request is preempted
+(``cache_blocks(..., own_blocks=True)``, the ``vllm_v1`` scheduler) rather than when computed:
+the same hits, without keying every block of every request. A finished request's own blocks
+are freed as empty blocks, since nothing can hit them again (vLLM keeps them in its one LRU
+list of free blocks; servesim already takes empty blocks before evicting cached ones).
 
 Block accounting (every block is in exactly one state)::
 
@@ -104,8 +106,7 @@ class PrefixCachingBlockManager(BlockManager):
         self._num_published: dict[int, int] = {}  # request_id -> leading blocks already offered to the cache
         self._keys: dict[int, list[int]] = {}  # request_id -> its prompt block keys, while it holds blocks
         self._last_lookup: tuple[int, list[int]] | None = None  # the last request looked up, and its keys
-        # Key every full block of a request's sequence, past the trace's keys too (module docstring).
-        self.cache_generated_blocks = False
+        self._own: set[int] = set()  # requests that published blocks of their own (module docstring)
 
     @classmethod
     def like(cls, block_manager: BlockManager) -> PrefixCachingBlockManager:
@@ -141,13 +142,14 @@ class PrefixCachingBlockManager(BlockManager):
         At most ``(request.num_tokens - 1) // block_size`` blocks: the last token is always
         computed (vLLM v1 ``get_computed_blocks``). Changes nothing.
         """
-        generated = self.cache_generated_blocks
-        if not request.block_hashes and not generated:
+        rid = request.request_id
+        own = rid in self._own
+        if not request.block_hashes and not own:
             return 0, 0
         keys = self._keys_for(request)
-        num_keys, rid = len(keys), request.request_id
+        num_keys = len(keys)
         limit = (request.num_tokens - 1) // self.block_size
-        if not generated:
+        if not own:
             limit = min(num_keys, limit)
         refs = self._ref_counts
         n = num_evictable = 0
@@ -198,7 +200,7 @@ class PrefixCachingBlockManager(BlockManager):
         self._num_blocks_held[rid] = total
         self._held_keys[rid] = held
         self._num_published[rid] = num_cached_blocks
-        if keys or self.cache_generated_blocks:
+        if keys:
             self._keys[rid] = keys
 
     def grow_to(self, request: Request, num_tokens: int) -> bool:
@@ -217,20 +219,25 @@ class PrefixCachingBlockManager(BlockManager):
         self._num_blocks_held[request.request_id] = held + needed
         return True
 
-    def cache_blocks(self, request: Request, num_tokens: int) -> None:
-        """Publish ``request``'s full blocks among its first ``num_tokens`` tokens: prompt blocks
-        with trace keys, and with ``cache_generated_blocks`` every full block.
+    def cache_blocks(self, request: Request, num_tokens: int, own_blocks: bool = False) -> None:
+        """Publish ``request``'s full prompt blocks with trace keys among its first ``num_tokens``
+        tokens; with ``own_blocks``, every full block among them (module docstring).
 
-        Called when a step that computes them is scheduled. A block whose key is already cached
-        (another request published it first) stays private to this request.
+        Called when a step that computes them is scheduled, and with ``own_blocks`` when the
+        request is preempted by recompute, before its blocks are freed. A block whose key is
+        already cached (another request published it first) stays private to this request.
         """
         rid = request.request_id
         keys = self._keys.get(rid)
         if keys is None:
-            return
+            if not own_blocks:
+                return
+            keys = []
         start = self._num_published[rid]
         end = num_tokens // self.block_size
-        if not self.cache_generated_blocks:
+        if own_blocks:
+            self._own.add(rid)
+        else:
             end = min(len(keys), end)
         if end <= start:
             return

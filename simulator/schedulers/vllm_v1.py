@@ -69,8 +69,6 @@ class VLLMV1Scheduler(Scheduler):
         self.engine = engine_version(config)
         self.async_scheduling = self.engine.async_scheduling
         self.reserve_full_sequence = self.engine.reserve_full_sequence
-        if self.prefix_caching:
-            self.block_manager.cache_generated_blocks = True  # every v1 release caches generated blocks
         self.num_unseen = 0  # the newest waiting requests, added after the next step was scheduled
         self._unfreed: list[Request] = []  # finished in the step just folded back; freed after the next schedule
 
@@ -98,6 +96,11 @@ class VLLMV1Scheduler(Scheduler):
         self._unfreed.clear()
         self.num_unseen = 0
 
+    def _preempt(self, request: Request) -> None:
+        if self.prefix_caching:  # every v1 release caches the full blocks it computed, generated ones too
+            self.block_manager.cache_blocks(request, request.num_computed_tokens, own_blocks=True)
+        super()._preempt(request)
+
     def _finish(self, request: Request, now: float) -> None:
         if not self.async_scheduling:
             super()._finish(request, now)
@@ -110,7 +113,6 @@ class VLLMV1Scheduler(Scheduler):
     def _schedule(self, now: float) -> Batch | None:
         running, block_manager = self.running, self.block_manager
         grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
-        cache_blocks = block_manager.cache_blocks if self.prefix_caching else None
         budget = self.max_num_batched_tokens
         num_preempted = self.num_preemptions
         decodes = []  # priced together by Batch.of_decodes (same result as add(request, 1) each)
@@ -126,8 +128,6 @@ class VLLMV1Scheduler(Scheduler):
                 break  # the request itself was the last one and got preempted
             if num_new_tokens == 1 and computed >= request.num_prompt_tokens:
                 decodes.append(request)
-                if cache_blocks is not None and end % block_size == 0:
-                    cache_blocks(request, end)  # this decode fills a block of generated tokens
             else:
                 chunks.append((request, num_new_tokens))
             budget -= num_new_tokens
