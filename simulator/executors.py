@@ -25,7 +25,7 @@ Two implementations:
   the kernel for SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``, through
   ``billiard.util.set_pdeathsig``, the call Celery's worker pool makes for the same purpose).
   Other systems have no such call: there workers stop on Ctrl-C and on errors, but outlive a
-  killed parent, and the executor says so once with a ``RuntimeWarning``.
+  killed parent, and the executor says so with a ``RuntimeWarning`` when it starts a pool.
 * ``RayExecutor``: one Ray task per item on a Ray cluster (``ray.init(address=...)``; no address
   starts a local instance). Ray is imported only when this executor is made.
 """
