@@ -54,7 +54,10 @@ class Replica:
         self.process = env.process(self._run())
 
     def add_request(self, request: Request) -> None:
-        """Hand an arriving request to this replica's scheduler; wake the replica if idle."""
+        """Hand an arriving request to this replica's scheduler; wake the replica if idle.
+
+        Under async scheduling a request arriving while a step runs is not seen by the next
+        ``schedule`` call (the engine scheduled that step when this one started)."""
         request.replica_id = self.replica_id
         if self.scheduler.async_scheduling and self._wakeup is None:  # mid-step: the next step is already scheduled
             self.scheduler.add_request(request, seen_by_next_step=False)
