@@ -284,6 +284,12 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
             raise ScenarioError(source, "scheduler.gpu_memory_utilization", sched.gpu_memory_utilization, f"leaves no memory for KV cache blocks ({weights / GIB:.1f} GiB weights + {activations / GIB:.1f} GiB activations of {usable / GIB:.1f} GiB usable)", "raise gpu_memory_utilization or tensor_parallel_size, or lower max_num_batched_tokens")
     if num_blocks * sched.block_size < max_model_len:
         raise ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond or ''}exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", f"{length_fix} or give the KV cache more memory" if beyond else "lower model.max_model_len or give the KV cache more memory")
+    # Admission keeps int(watermark x blocks) free (vLLM v0's BlockSpaceManager.can_allocate; v1 has
+    # no watermark): a longest request needing more than the rest could never start.
+    above = num_blocks - int(sched.watermark * num_blocks)
+    if sched.name != "vllm_v1" and -(-max_model_len // sched.block_size) > above:
+        raise ScenarioError(source, "scheduler.watermark", sched.watermark, f"leaves {above} of {num_blocks} KV blocks for admission, fewer than the {-(-max_model_len // sched.block_size)} a {max_model_len}-token request needs, so it would wait forever",
+                            "lower scheduler.watermark or model.max_model_len, or give the KV cache more blocks")
     if sched.preemption_mode == "swap":
         if sched.swap_space_gib * GIB < block_bytes:  # as SwapSpace.for_deployment counts blocks
             raise ScenarioError(source, "scheduler.swap_space_gib", sched.swap_space_gib, f"holds no KV block ({block_bytes / 2**20:.1f} MiB each per GPU), so preemption_mode swap could never swap",

@@ -247,8 +247,15 @@ class Simulation:
         # Advance in slices of simulated time so the progress bar can move between them.
         slice_s = max(requests[-1].arrival_time, 1.0) / 200 if self.closed_loop is None else 1.0  # closed loop: arrivals unknown ahead
         with tqdm(total=len(requests), unit="req", delay=2.0, disable=not progress, desc=self.scenario.name, leave=False) as bar:
+            # A stall (requests left, every replica idle, no arrival to come) is a bug. SimPy keeps
+            # the ``until`` marker queued after ``run(until=...)``, so ``peek()`` never shows an empty
+            # queue: a run counts as stalled after 1,000 slices past the last arrival with no step.
+            last_arrival, idle_slices, steps = requests[-1].arrival_time, 0, -1
             while self.num_finished < len(requests):
-                if env.peek() == float("inf"):
+                now_steps = sum(len(replica.records) for replica in self.replicas)
+                idle_slices = idle_slices + 1 if now_steps == steps and env.now > last_arrival else 0
+                steps = now_steps
+                if env.peek() == float("inf") or idle_slices > 1000:
                     raise AssertionError(f"simulation stalled at t={env.now:.3f} s with {len(requests) - self.num_finished} requests unfinished")
                 env.run(until=env.now + slice_s)
                 bar.update(self.num_finished - bar.n)

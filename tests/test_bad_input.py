@@ -246,6 +246,7 @@ MISTAKES: dict[str, Mistake] = {
     "fit a bundle whose profile.json is a list": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("[1, 2]"), "fit"), ("profile.json", "not a profile manifest")),
     "run on a bundle with a corrupt profile.json": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("{broken")), ("hardware.profile", "unreadable profile.json", "JSONDecodeError")),
     "run on a bundle whose profile.json is a list": Mistake(on_bundle(lambda b: (b / "profile.json").write_text("[1, 2]")), ("hardware.profile", "without its model section")),
+    "watermark leaves too few blocks for the longest request": Mistake(check("model.max_model_len=2048", "scheduler.num_gpu_blocks_override=128"), ("scheduler.watermark", "127 of 128", "wait forever")),
     "10^9 replicas": Mistake(check("cluster.num_replicas=1000000000"), ("cluster.num_replicas", "1000000000", "100000")),
     "fit --folds 1": Mistake(lambda c: ["fit", "x", "--folds", "1"], ("servesim fit", "--folds", "1")),
     # -- profile bundles (hardware.profile) --------------------------------------------------------
