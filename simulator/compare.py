@@ -98,10 +98,13 @@ def flatten_summary(summary: dict) -> dict[str, Any]:
     """A run summary as flat columns: ``{"ttft_s": {"p50": x}}`` -> ``{"ttft_p50_s": x}``.
 
     Nested dicts of statistics (names ending in ``_s``) put the statistic before the unit;
-    other nested dicts join with ``_`` (``slo_ttft_s``). Scalars keep their names.
+    other nested dicts join with ``_`` (``slo_ttft_s``). Scalars keep their names. The ``run``
+    section (what ran, ``simulator.run_header``) is left out: the series columns say it.
     """
     flat: dict[str, Any] = {}
     for name, value in summary.items():
+        if name == "run":
+            continue
         if isinstance(value, dict):
             for key, sub in value.items():
                 if name == "slo":

@@ -276,6 +276,10 @@ class Simulation:
                 request_df[name] = column
             summary["num_kv_blocks_per_replica"] = {role: d.num_kv_blocks for role, d in self.deployments.items()}
             summary.update(self.cluster.transfer_summary(request_df))
+        from simulator.run_header import describe_run  # what ran: deployment, scheduler, cost model, workload
+
+        summary["run"] = describe_run(self.scenario, self.deployments, self.replicas, self.replica_roles,
+                                      request_df["arrival_time"].to_numpy(), summary["request_throughput_rps"])
         summary["wall_time_s"] = time.perf_counter() - wall_start
         return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary, self.deployments, self.replica_roles)
 
