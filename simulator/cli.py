@@ -24,6 +24,10 @@ from simulator.cli_errors import os_error as _os_error
 from simulator.cli_errors import warn as _warn
 from simulator.errors import ScenarioError
 from simulator.scenario import Scenario, load_scenario, scenario_to_dict
+from simulator.tables import FORMATS, emit, print_table
+from simulator.tables import console as _console
+
+from simulator.listing import KINDS as LIST_KINDS
 
 _ERR = Console(stderr=True)
 
@@ -34,7 +38,10 @@ def _ms(stat: dict, key: str) -> str:
 
 
 def summary_table(summary: dict, title: str) -> Table:
-    """The console summary: counts, throughput, latency percentiles (ms), SLO attainment."""
+    """The console summary: what ran (``simulator.run_header``), counts, throughput, latency
+    percentiles (ms), SLO attainment."""
+    from simulator.run_header import header_rows
+
     table = Table(show_header=True, header_style="bold")
     table.add_column("metric")
     for col in ("mean", "P50", "P90", "P99"):
@@ -54,9 +61,9 @@ def summary_table(summary: dict, title: str) -> Table:
         ("preemptions", f"{summary['num_preemptions']:,}"),
     ]
     info = Table(show_header=False, box=None)
-    info.add_column(style="bold")
-    info.add_column()
-    for row in rows:
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column(overflow="fold")
+    for row in [*header_rows(summary.get("run") or {}, short=True), *rows]:
         info.add_row(*row)
     outer = Table.grid()
     outer.add_row(f"[bold]{title}[/bold]")
@@ -75,14 +82,17 @@ def main() -> None:
 @click.argument("scenario_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field, e.g. --set cluster.num_replicas=2 (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder (default: output.dir, else reports/runs/<name>).")
-@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report (an old one in the folder is removed).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier run's results in the folder (refused without it).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, quiet: bool) -> None:
+def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, overwrite: bool, quiet: bool) -> None:
     """Simulate SCENARIO_FILE (default: the built-in quickstart) and write its results folder.
 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
-    iterations.parquet and report.html.
+    iterations.parquet and report.html. A folder holding an earlier run's results is refused
+    unless --overwrite is given; then nothing of the earlier run is left beside the new files.
     """
+    from simulator.run_outputs import claim
     from simulator.scenario_warnings import scenario_warnings
     from simulator.simulation import describe_pools, simulate, unused_fields  # keeps `servesim --help` fast
 
@@ -91,6 +101,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         source = str(scenario_file) if scenario_file else "<defaults>"
         out = out_dir or Path(scenario.output.dir or Path("reports") / "runs" / scenario.name)
         _check_out(out, "--out" if out_dir else source, "" if out_dir else "output.dir")
+        folder = claim(out, "run", scenario.name, overwrite, "--out" if out_dir else source, "" if out_dir else "output.dir")
         if not quiet:
             _warn_unused(scenario, source, unused_fields(scenario, source))
             for warning in scenario_warnings(scenario, source):
@@ -100,13 +111,13 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         _fail(e)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_results(result, out, report=scenario.output.report and not no_report)
+        folder.finish(write_results(result, out, report=scenario.output.report and not no_report))
     except OSError as e:
         _fail(_os_error(e))
     if not quiet:
         title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
-        Console().print(summary_table(result.summary, title))
-        Console().print(f"results: {out}")
+        print_table(summary_table(result.summary, title))
+        _console().print(f"results: {out}")
 
 
 def _warn_unused(scenario: Scenario, source: str, fields: list[tuple[str, str]]) -> None:
@@ -115,8 +126,9 @@ def _warn_unused(scenario: Scenario, source: str, fields: list[tuple[str, str]])
         _warn(f"{source}: {field} is ignored with scheduler {scenario.scheduler.name}: {why}")
 
 
-def write_results(result, out: Path, report: bool = True) -> None:
-    """Write scenario.yaml, summary.json, requests.parquet, iterations.parquet and report.html."""
+def write_results(result, out: Path, report: bool = True) -> list[str]:
+    """Write scenario.yaml, summary.json, requests.parquet, iterations.parquet and report.html;
+    returns the names written."""
     with open(out / "scenario.yaml", "w") as f:
         yaml.safe_dump(scenario_to_dict(result.scenario), f, sort_keys=False)
     with open(out / "summary.json", "w") as f:
@@ -128,61 +140,31 @@ def write_results(result, out: Path, report: bool = True) -> None:
         from simulator.report import write_report
 
         write_report(result.requests, result.iterations, result.summary, result.scenario.name, out / "report.html")
+    return ["scenario.yaml", "summary.json", "requests.parquet", "iterations.parquet"] + (["report.html"] if report else [])
 
 
 @main.command(name="list")
-def list_specs() -> None:
-    """List the bundled models, GPUs, schedulers and routers."""
-    from simulator.router import ROUTERS
-    from simulator.schedulers import SCHEDULERS
-    from simulator.specs.gpu import GPUS
-    from simulator.specs.model import bundled_model_names, bundled_model_spec
+@click.argument("kind", required=False, type=click.Choice(LIST_KINDS))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table (wrapped to the terminal; full rows when piped), json, or csv (one KIND).")
+def list_specs(kind: str | None, fmt: str) -> None:
+    """List the bundled models, GPUs, schedulers, routers and named profiles (or only KIND)."""
+    from simulator.listing import list_tables
 
-    console = Console()
-    models = Table(title="models")
-    for col in ("name", "layers", "hidden", "heads / KV heads", "params (B)", "max context"):
-        models.add_column(col)
-    for name in bundled_model_names():
-        m = bundled_model_spec(name)
-        models.add_row(name, str(m.num_layers), str(m.hidden_size), f"{m.num_attention_heads} / {m.num_kv_heads}", f"{m.num_params / 1e9:.2f}", f"{m.max_position_embeddings:,}")
-    console.print(models)
-    gpus = Table(title="GPUs (dense peaks)")
-    for col in ("name", "BF16 TFLOPS", "FP8 TFLOPS", "INT8 TOPS", "memory GB", "HBM TB/s", "link", "link GB/s/dir"):
-        gpus.add_column(col)
-    for g in GPUS.values():
-        gpus.add_row(g.name, f"{g.bf16_flops / 1e12:g}", "-" if g.fp8_flops is None else f"{g.fp8_flops / 1e12:g}", f"{g.int8_ops / 1e12:g}", f"{g.memory_bytes / 1e9:g}", f"{g.memory_bandwidth / 1e12:g}", g.link_kind, f"{g.link_bandwidth / 1e9:g}")
-    console.print(gpus)
-    console.print("hardware.gpu also takes a GPU spec .yaml file (example: scenarios/gpus/example-gpu.yaml)")
-    console.print("schedulers: " + ", ".join(SCHEDULERS))
-    console.print("routers: " + ", ".join(ROUTERS))
-    _list_profiles(console)
-
-
-def _list_profiles(console: Console) -> None:
-    """The imported profiles ``hardware.profile`` can name (aiconfigurator's, when the package is installed)."""
-    try:
-        from profiler.imports.aiconfigurator import EXTRA, available
-        have = available()
-    except ScenarioError:
-        console.print(f"profiles by name: aiconfigurator:SYSTEM/FRAMEWORK/VERSION needs aiconfigurator-core ({EXTRA}); llmservingsim:FOLDER; vidur:FOLDER")
-        return
-    profiles = Table(title="profiles by name (hardware.profile), from aiconfigurator-core")
-    for col in ("system", "framework", "versions"):
-        profiles.add_column(col)
-    for system, frameworks in have.items():
-        for framework, versions in frameworks.items():
-            profiles.add_row(system, framework, ", ".join(versions))
-    console.print(profiles)
-    console.print("e.g. hardware.profile: aiconfigurator:h100_sxm/vllm/0.24.0; also llmservingsim:FOLDER and vidur:FOLDER (servesim profile import)")
+    tables, notes = list_tables(kind)
+    if fmt == "csv" and len(tables) != 1:
+        _fail(ScenarioError("--format", "", "csv", "prints one table", f"name the one to print: servesim list {{{','.join(LIST_KINDS)}}} --format csv"))
+    emit(tables, fmt, notes=notes if fmt == "table" else ())
 
 
 @main.command()
 @click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field.")
 def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
-    """Validate SCENARIO_FILE and print its memory plan without simulating."""
+    """Validate SCENARIO_FILE and its trace; print the memory plan, the workload and its offered rate, without simulating."""
     from simulator.scenario_warnings import scenario_warnings
     from simulator.simulation import describe_kv_transfer, resolve_deployments, unused_fields
+    from simulator.workload_check import workload_lines
 
     try:
         scenario: Scenario = load_scenario(scenario_file, overrides)
@@ -190,6 +172,7 @@ def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
         _warn_unused(scenario, str(scenario_file), unused_fields(scenario, str(scenario_file)))
         for warning in scenario_warnings(scenario, str(scenario_file)):
             _warn(f"{scenario_file}: {warning}")
+        workload = workload_lines(scenario, next(iter(deployments.values())).max_model_len, str(scenario_file))
     except ScenarioError as e:
         _fail(e)
     gib = 1024**3
@@ -202,6 +185,8 @@ def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
         )
     if "prefill" in deployments:
         click.echo(f"{scenario_file}: ok: {describe_kv_transfer(scenario, deployments)}")
+    for line in workload:
+        click.echo(f"{scenario_file}: ok: {line}")
 
 
 @main.command(name="plan")
@@ -212,8 +197,9 @@ def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
 @click.option("--workers", type=int, help="Local worker processes (default: CPU count; 1 = in this process) or Ray tasks in flight.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Run cache folder (default: <out>/cache).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache.")
+@click.option("--overwrite", is_flag=True, help="Replace another study's results in the folder (refused without it; the same plan resumes).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, address: str | None, workers: int | None, cache_dir: Path | None, no_cache: bool, quiet: bool) -> None:
+def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, address: str | None, workers: int | None, cache_dir: Path | None, no_cache: bool, overwrite: bool, quiet: bool) -> None:
     """Find the cheapest deployment serving PLAN_FILE's workload at its target rate within its SLOs.
 
     Writes plan.csv and plan.parquet (every candidate: capacity, replicas, GPUs, USD per hour and
@@ -224,11 +210,13 @@ def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, addr
     from simulator.plan import load_plan, run_plan
     from simulator.plan import write_results as write_plan_results
     from simulator.plan_report import console_summary, write_plan_report
+    from simulator.run_outputs import claim, study_id
 
     try:
         loaded = load_plan(plan_file)
         out = out_dir or Path("reports") / "plan" / loaded.name
         _check_out(out, "--out")
+        folder = claim(out, "plan", study_id("plan", loaded.name, plan_file), overwrite)
         if cache_dir is not None and not no_cache:
             _check_out(cache_dir, "--cache-dir")
         executor = make_executor(executor_kind, max_workers=workers, address=address, progress=not quiet)  # type: ignore[arg-type]
@@ -240,11 +228,12 @@ def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, addr
     try:
         write_plan_results(result, out)
         write_plan_report(result, out / "plan.html")
+        folder.finish(["plan.csv", "plan.parquet", "sensitivity.csv", "base_scenario.yaml", "plan.html"])
     except OSError as e:
         _fail(_os_error(e))
     if not quiet:
-        Console().print(console_summary(result))
-        Console().print(f"results: {out}")
+        print_table(console_summary(result))
+        click.echo(f"results: {out}")
 
 
 @main.command()
@@ -254,27 +243,33 @@ def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, addr
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local worker processes or Ray tasks in flight (default: every CPU).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder (default: reports/compare/<sweep name>).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache (<out>/cache).")
+@click.option("--overwrite", is_flag=True, help="Replace another study's results in the folder (refused without it; the same sweep resumes).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def compare(sweep_file: Path, executor: str | None, address: str | None, workers: int | None, out_dir: Path | None, no_cache: bool, quiet: bool) -> None:
+def compare(sweep_file: Path, executor: str | None, address: str | None, workers: int | None, out_dir: Path | None, no_cache: bool, overwrite: bool, quiet: bool) -> None:
     """Run the sweep in SWEEP_FILE: every configuration at every rate, and each one's capacity.
 
     Writes results.csv / results.parquet (one row per run), capacity.csv and compare.html to
     the results folder. Runs are cached there, so an interrupted sweep resumes.
     """
     from simulator.compare import capacity_console_table, run_compare
+    from simulator.run_outputs import claim, study_id
+    from simulator.sweep import load_sweep
 
-    if out_dir is not None:
-        _check_out(out_dir, "--out")
     try:
-        result = run_compare(sweep_file, executor=executor, address=address, workers=workers, out=out_dir, use_cache=not no_cache, progress=not quiet)
+        sweep = load_sweep(sweep_file)  # its name gives the default folder and the study
+        out = out_dir if out_dir is not None else Path("reports") / "compare" / sweep.name
+        _check_out(out, "--out")
+        folder = claim(out, "compare", study_id("compare", sweep.name, sweep_file), overwrite)
+        result = run_compare(sweep_file, executor=executor, address=address, workers=workers, out=out, use_cache=not no_cache, progress=not quiet)
+        folder.finish(["results.csv", "results.parquet"] + (["capacity.csv"] if result.sweep.criterion is not None else []) + ["compare.html"])
     except ScenarioError as e:
         _fail(e)
     except OSError as e:
         _fail(_os_error(e))
     if not quiet:
-        console = Console()
+        console = _console()
         if len(result.capacity):
-            console.print(capacity_console_table(result))
+            print_table(capacity_console_table(result), console)
         num_cached = int(result.results["cached"].sum()) if len(result.results) else 0
         console.print(f"{len(result.results)} runs ({num_cached} from the cache) in {result.wall_time_s:.1f} s; results: {result.out}")
 
@@ -360,10 +355,10 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
             med = p95 = None  # a fit to the roofline's own rows says nothing
         table.add_row(op, dtype, tp_[2:], origins, "-" if med is None else f"{med:.1f}", "-" if p95 is None else f"{p95:.1f}")
     table.caption = "rows: m measured, i interpolated, f filled, a assumed; held-out error of the fit (K-fold over shapes), - for filled"
-    Console().print(table)
+    print_table(table)
     filled = ", ".join(sorted(prov.get("filled", {}))) or "none"
-    Console().print(f"filled from the roofline calibrated on the source's own kernels (or assumed): {filled}")
-    Console().print(f"use it: --set hardware.profile={result['out']}" + ("" if result["fit"] else f" (after servesim fit {result['out']})"))
+    _console().print(f"filled from the roofline calibrated on the source's own kernels (or assumed): {filled}")
+    _console().print(f"use it: --set hardware.profile={result['out']}" + ("" if result["fit"] else f" (after servesim fit {result['out']})"))
 
 
 @profile_command.command(name="compare")
@@ -382,13 +377,13 @@ def profile_compare_command(bundle_a: Path, bundle_b: Path) -> None:
         table.add_column(col, justify="left" if col in ("operator", "dtype", "filled") else "right")
     for r in ratios:
         table.add_row(r.operator, r.dtype, str(r.tp), str(r.num_points), f"{r.median:.3f}", f"{r.p10:.3f}", f"{r.p90:.3f}", r.filled)
-    Console().print(table)
+    print_table(table)
     summary = Table(title="per operator class (measured on both sides): the tables' median ratios")
     for col in ("class", "median", "P90", "tables"):
         summary.add_column(col)
     for klass, (med, p90, n) in sorted(class_summary(ratios).items()):
         summary.add_row(klass, f"{med:.3f}", f"{p90:.3f}", str(n))
-    Console().print(summary)
+    print_table(summary)
 
 
 @main.command(name="validate")
@@ -424,8 +419,8 @@ def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, a
         table.add_column(col, overflow="fold")
     for r in result.verdicts.itertuples():
         table.add_row(r.run, r.verdict, r.worst, r.engine)
-    console = Console()
-    console.print(table)
+    console = _console()
+    print_table(table, console)
     lat = result.errors[result.errors["error"].notna()]
     for (metric, stat), g in lat.groupby(["metric", "stat"]):
         console.print(f"{metric} {stat}: median |error| {g['error'].abs().median():.1f} {g['unit'].iloc[0]} (median signed {g['error'].median():+.1f}) over {len(g)} runs")
@@ -454,8 +449,8 @@ def fit_command(profile_dir: Path, folds: int, target: str, no_html: bool, quiet
             med, p95 = e["median_ape_pct"], e["p95_ape_pct"]
             table.add_row(e["operator"], e["implementation"], e["dtype"], str(e["num_shapes"]), e["model"],
                           "-" if med is None else f"{med:.1f}", "-" if p95 is None else f"{p95:.1f}")
-        Console().print(table)
-        Console().print(f"fit in {report['fit_s']:.1f} s; wrote runtime_model.json, fit_report.json{'' if no_html else ', fit_report.html'} in {profile_dir}")
+        print_table(table)
+        _console().print(f"fit in {report['fit_s']:.1f} s; wrote runtime_model.json, fit_report.json{'' if no_html else ', fit_report.html'} in {profile_dir}")
 
 
 if __name__ == "__main__":

@@ -80,17 +80,21 @@ def write_report(
             ``kv_usage`` as a fraction, ``num_waiting``, ``num_running``, optionally ``role``:
             replicas of a DistServe pool are labelled with it); may be empty.
         summary: the metrics summary; scalars and nested dicts are rendered generically, an
-            optional ``"slo"`` dict (``{"ttft_s": 2.0, "tpot_s": 0.1, "e2e_s": None}``) adds
+            optional ``"run"`` dict (``simulator.run_header``) becomes the "What ran" table and
+            the title's description, an optional ``"slo"`` dict (``{"ttft_s": 2.0, "tpot_s": 0.1, "e2e_s": None}``) adds
             threshold lines to the latency plots.
-        title: the page heading and ``<title>``.
+        title: the scenario name, the start of the page heading and ``<title>`` (``report_title``).
         path: where to write; missing parent folders are created.
 
     Returns:
         ``path``.
     """
     slo = slo_thresholds(summary)
-    sections = [
-        ("Summary", summary_html(summary)),
+    run = summary.get("run") if isinstance(summary.get("run"), Mapping) else None
+    metrics = {k: v for k, v in summary.items() if k != "run"}
+    sections = [("What ran", run_html(run))] if run else []
+    sections += [
+        ("Summary", summary_html(metrics)),
         ("Latency distributions", _figure_html(latency_cdf_figure(requests, slo))),
         ("Latency over time", _figure_html(latency_over_time_figure(requests, slo))),
     ]
@@ -102,7 +106,30 @@ def write_report(
             else "<p>No iterations recorded.</p>",
         )
     )
-    return write_page(path, title, sections, f'<p class="note">{html.escape(DEFINITIONS)}</p>')
+    return write_page(path, report_title(title, run), sections, f'<p class="note">{html.escape(DEFINITIONS)}</p>')
+
+
+def report_title(name: str, run: Mapping[str, Any] | None) -> str:
+    """The page title: the scenario name and, from the ``run`` section, what it ran as
+    (``quickstart: llama-3-8b on 2x h100-sxm (TP1 PP1), vllm``), so a run changed with ``--set``
+    is not titled as the file it started from."""
+    if not run:
+        return name
+    model = (run.get("model") or {}).get("name")
+    pools = run.get("pools") or {}
+    shape = "; ".join(f"{'' if role == 'colocated' else role + ' '}{p.get('num_replicas')}x TP{p.get('tensor_parallel_size')} PP{p.get('pipeline_parallel_size')}"
+                      for role, p in pools.items())
+    sched = (run.get("scheduler") or {}).get("name")
+    what = f"{model} on {run.get('gpu')}" + (f" ({shape})" if shape else "") + (f", {sched}" if sched else "")
+    return f"{run.get('scenario') or name}: {what}"
+
+
+def run_html(run: Mapping[str, Any]) -> str:
+    """The ``run`` section (``simulator.run_header``) as a two-column table of short lines."""
+    from simulator.run_header import header_rows
+
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td style=\"text-align: left\">{html.escape(text)}</td></tr>" for label, text in header_rows(run))
+    return f"<table>{rows}</table>" if rows else "<p>No run description.</p>"
 
 
 def write_page(path: str | Path, title: str, sections: list[tuple[str, str]], intro_html: str = "") -> Path:

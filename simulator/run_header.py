@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, SchedulerConfig
 
 PROVENANCE_FILE = "provenance.json"  # written by profile imports (profiler/imports/bundle_writer.py)
 # Scheduler knobs whose resolved value lives on the scheduler under another name.
@@ -221,10 +221,16 @@ def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: S
     }
 
 
-def header_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
+def header_rows(run: Mapping[str, Any], short: bool = False) -> list[tuple[str, str]]:
     """The run section as short (label, text) lines: model, GPU, parallelism, scheduler, cost
     model, workload, offered vs achieved rate, seed and version. Missing keys are skipped, so an
-    older ``summary.json`` still renders."""
+    older ``summary.json`` still renders.
+
+    Args:
+        run: the ``run`` section (``describe_run``).
+        short: list only the scheduler knobs set away from ``SchedulerConfig``'s defaults (the
+            console header); else every resolved knob (the report).
+    """
     rows: list[tuple[str, str]] = []
     model = run.get("model") or {}
     if model:
@@ -248,7 +254,8 @@ def header_rows(run: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("parallelism", "; ".join(parts) + f" = {run.get('num_gpus', '?')} GPU(s){router}"))
     sched = run.get("scheduler") or {}
     if sched:
-        knobs = [f"{k}={v}" for k, v in sched.items() if k != "name" and v is not None]
+        defaults = dataclasses.asdict(SchedulerConfig()) if short else {}
+        knobs = [f"{k}={v}" for k, v in sched.items() if k != "name" and v is not None and (not short or (defaults.get(k, v) is not None and defaults.get(k) != v))]
         rows.append(("scheduler", f"{sched.get('name')} ({', '.join(knobs)})" if knobs else str(sched.get("name"))))
     cost = run.get("cost_model") or {}
     if cost.get("kind") == "roofline":
