@@ -12,13 +12,15 @@ Zhong et al., "DistServe" (OSDI'24), Sec. 4.4. A request's path:
         --> transfer done: prefill blocks freed, the request joins the decode replica's batch;
             decode iterations until its last token
 
-The first token is sampled at the end of the prefill iteration but reaches the user when the
-transfer completes: the response streams from the decode replica, with the prefill's token
-delivered along with the KV (SGLang's and vLLM's prefill/decode disaggregation and NVIDIA
-Dynamo serve it this way). So ``first_token_time`` (and TTFT) is the transfer's end, and
-TTFT = prefill queueing + prefill + wait for decode memory + transfer. (The DistServe paper
-counts TTFT at the end of prefill, Sec. 2; with NVLink the difference is a fraction of a
-millisecond.) A request with one output token has its token at the end of its prefill.
+The first token reaches the user at the end of the prefill iteration that samples it, before
+its KV moves: DistServe's context-stage engine hands each request's first token to the client
+right after the iteration (``ContextStageLLMEngine._step`` calls the engine's
+``on_new_step_output`` callback, then puts the request on the bridge queue to the decode
+stage; ``distserve/single_stage_engine.py``, LLMServe/DistServe commit 33c3d3b), and the paper
+counts TTFT there (Sec. 2). So TTFT = prefill queueing + prefill, and the wait for decode
+memory and the transfer delay the second token: they count in TPOT. (The DistServe authors'
+measurements show it: at loads where the decode instance runs out of memory, requests of two
+output tokens have a TTFT under 200 ms and a TPOT of seconds.)
 
 Replica ids run over both pools: prefill replicas 0..P-1, decode replicas P..P+D-1;
 ``roles`` maps each id to ``prefill`` or ``decode``.
@@ -162,8 +164,6 @@ class DisaggregatedCluster:
         prefill = self.replicas[self.prefill_replica[rid]]
         prefill.scheduler.release(request)
         prefill.wake()  # its freed blocks may admit waiting prompts
-        # The first token reaches the user with the KV, from the decode replica.
-        request.first_token_time = request.token_times[0] = now
         self.pools["decode"][d].add_request(request)
         self._pull(d)
 

@@ -13,17 +13,24 @@ from simulator.validate.run_format import MeasuredRun, load_runs
 
 
 def load_sets(values: list[str], waves: int = 4) -> list[MeasuredRun]:
-    """Runs of every named set or path: ``aiconfigurator:silicon_sample``, a run file, or a folder of them.
+    """Runs of every named set or path: ``aiconfigurator:silicon_sample``, ``distserve:FOLDER``
+    (DistServe's OPT-13B measurements, ``simulator.validate.distserve_set``), a run file, or a folder of them.
 
     Raises:
         ScenarioError: an unreadable path or file, an invalid run, or two runs of one name.
     """
     from simulator.errors import ScenarioError
+    from simulator.validate.distserve_set import PREFIX, distserve_runs
     from simulator.validate.silicon import NAME, silicon_runs
 
     runs: list[MeasuredRun] = []
     for value in values:
-        runs += silicon_runs(waves) if value == NAME else load_runs(Path(value))
+        if value == NAME:
+            runs += silicon_runs(waves)
+        elif value.startswith(PREFIX):
+            runs += distserve_runs(value)
+        else:
+            runs += load_runs(Path(value))
     names = [r.name for r in runs]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
