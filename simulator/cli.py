@@ -157,6 +157,26 @@ def list_specs(kind: str | None, fmt: str) -> None:
     emit(tables, fmt, notes=notes if fmt == "table" else ())
 
 
+@main.command(name="schema")
+@click.argument("kind", type=click.Choice(["scenario", "sweep", "plan"]))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the schema to this file instead of stdout.")
+def schema_command(kind: str, out: Path | None) -> None:
+    """Print the JSON Schema of a scenario, sweep or plan file, for editors' YAML completion.
+
+    Start a YAML file with `# yaml-language-server: $schema=FILE` to use it.
+    """
+    from simulator.schema import write_schema
+
+    try:
+        text = write_schema(kind, out)
+    except OSError as e:
+        _fail(_os_error(e))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"wrote {out}; first line of a {kind} YAML: # yaml-language-server: $schema={out}")
+
+
 @main.command()
 @click.argument("scenario_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Override a scenario field.")

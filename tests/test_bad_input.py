@@ -255,7 +255,22 @@ MISTAKES: dict[str, Mistake] = {
     "bundle of another model": Mistake(lambda c: ["run", "-q", "--set", f"hardware.profile={c.bundle()}", "--set", "workload.num_requests=5", "--out", str(c.tmp / "out")], ("hardware.profile", "was profiled for", "llama-3-8b")),
     "bundle without the TP degree": Mistake(lambda c: ["run", "-q", c.tiny_on_bundle(c.bundle()), "--set", "cluster.tensor_parallel_size=2", "--out", str(c.tmp / "out")], ("hardware.profile", "TP 2")),
     # -- servesim list and the command line itself ---------------------------------------------------
-    "list given an argument": Mistake(lambda c: ["list", "gpus"], ("servesim list", "unexpected extra argument", "gpus")),
+    "list given an unknown kind": Mistake(lambda c: ["list", "gpu"], ("servesim list", "'gpu' is not one of", "gpus")),
+    "list csv of every table": Mistake(lambda c: ["list", "--format", "csv"], ("--format", "csv", "prints one table", "servesim list {models,gpus")),
+    "run into a folder holding another run's results": Mistake(
+        lambda c: [c.file("old/summary.json", "{}"), "run", "-q", c.file("s.yaml", TINY_RUN), "--out", str(c.tmp / "old")][1:],
+        ("--out", "old", "already holds the results of another run", "summary.json", "--overwrite")),
+    "run into output.dir holding results": Mistake(
+        lambda c: [c.file("old/report.html", "<html>"), "run", "-q", c.file("s.yaml", TINY_RUN + f"output: {{dir: {c.tmp / 'old'}}}\n")][1:],
+        ("s.yaml", "output.dir", "already holds", "report.html", "--overwrite")),
+    "compare into another study's folder": Mistake(
+        lambda c: [c.file("out/results.csv", "series\n"), c.file("out/servesim-outputs.json", json.dumps({"command": "compare", "study": "compare other (/x.yaml)", "files": ["results.csv"]})),
+                   "compare", "-q", c.file("sw.yaml", SMALL_SWEEP), "--out", str(c.tmp / "out")][2:],
+        ("--out", "already holds the results of compare other", "results.csv", "--overwrite")),
+    "plan into a run's folder": Mistake(
+        lambda c: [c.file("p/summary.json", "{}"), "plan", "-q", c.file("p.yaml", SMALL_PLAN), "--out", str(c.tmp / "p")][1:],
+        ("--out", "already holds the results of another run", "summary.json", "--overwrite")),
+    "schema of an unknown kind": Mistake(lambda c: ["schema", "scenarios"], ("servesim schema", "'scenarios' is not one of", "scenario")),
     "list given an unknown option": Mistake(lambda c: ["list", "--bogus"], ("servesim list", "--bogus")),
     "unknown command": Mistake(lambda c: ["simulate"], ("servesim", "No such command", "simulate"), subprocess=True),
     "check without a file": Mistake(lambda c: ["check"], ("servesim check", "Missing argument", "SCENARIO_FILE")),
@@ -313,7 +328,7 @@ def test_a_broken_cached_runtime_model_is_refitted(tmp_path, fitted_bundle):
             (bundle / "runtime_model.json").write_text('{"format": 1, "tabl')
         else:
             tables.write_bytes(tables.read_bytes()[: tables.stat().st_size // 2])
-        result = CliRunner().invoke(main, ["run", "-q", "--no-report", scenario, "--out", str(tmp_path / "out")], catch_exceptions=False)
+        result = CliRunner().invoke(main, ["run", "-q", "--no-report", "--overwrite", scenario, "--out", str(tmp_path / "out")], catch_exceptions=False)
         assert result.exit_code == 0 and result.stderr == "", result.stderr
         assert json.loads((bundle / "runtime_model.json").read_text())["format"] == 1
         assert json.loads((tmp_path / "out" / "summary.json").read_text())["num_completed"] == 5
