@@ -36,7 +36,9 @@ Each file becomes one run:
 
   DistServe's prefill instance batches under ``--context-max-tokens-per-batch 8192`` and its
   decode instance holds up to ``--decoding-max-batch-size 1024`` requests (the same server
-  script); both pools sit on one NVLink node (the paper's testbed, Sec. 6.1).
+  script); out of blocks, the decode instance swaps its newest request out to CPU memory
+  (``DecodingStageFCFSScheduler.get_next_batch``, ``distserve/decoding_stage_scheduler.py``):
+  preemption by swap. Both pools sit on one NVLink node (the paper's testbed, Sec. 6.1).
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ def run_for(path: Path, cache: Path | None = None) -> MeasuredRun:
         ptp, ppp, dtp, dpp = place
         scenario = common | {"scheduler.name": "distserve", "scheduler.max_num_batched_tokens": 8192, "scheduler.max_num_seqs": 1024,
                              "cluster.prefill": {"tensor_parallel_size": ptp, "pipeline_parallel_size": ppp},
-                             "cluster.decode": {"tensor_parallel_size": dtp, "pipeline_parallel_size": dpp}, "cluster.kv_transfer.link": "nvlink"}
+                             "cluster.decode": {"tensor_parallel_size": dtp, "pipeline_parallel_size": dpp}, "cluster.kv_transfer.link": "nvlink",
+                             "scheduler.preemption_mode": "swap"}
         engine, hardware = "distserve", f"{ptp * ppp + dtp * dpp} x A100-80GB SXM, one NVLink node"
         settings = {"context_max_tokens_per_batch": 8192, "context_max_batch_size": 128, "decoding_max_batch_size": 1024,
                     "placement": f"prefill TP{ptp} PP{ppp}, decode TP{dtp} PP{dpp}" + (" (assumed: the file name states none)" if system == "distserve" else "")}
