@@ -109,7 +109,7 @@ def claim(out: Path, command: str, study: str, overwrite: bool, source: str = "-
     if held and not overwrite:
         same = command != "run" and manifest is not None and manifest.get("command") == command and manifest.get("study") == study
         if not same:
-            owner = f"{manifest['command']} {manifest.get('study')}" if manifest and command != "run" else "another run"
+            owner = str(manifest.get("study") or manifest.get("command")) if manifest and command != "run" else "another run"
             shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
             raise ScenarioError(source, field_name, str(out), f"already holds the results of {owner} ({shown})",
                                 "pass --overwrite to replace them, or choose another --out folder")

@@ -137,7 +137,7 @@ def test_a_study_resumes_and_another_is_refused(tmp_path):
         (out / name).write_text("x")
     folder.finish(["results.csv", "capacity.csv", "compare.html"])
     again = claim(out, "compare", "compare a (/a.yaml)", overwrite=False)  # the same study: resumes
-    with pytest.raises(ScenarioError, match="already holds the results of compare compare a"):
+    with pytest.raises(ScenarioError, match=r"already holds the results of compare a \(/a.yaml\)"):
         claim(out, "compare", "compare b (/b.yaml)", overwrite=False)
     with pytest.raises(ScenarioError, match="another run"):
         claim(out, "run", "quickstart", overwrite=False)
