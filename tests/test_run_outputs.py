@@ -209,3 +209,19 @@ def test_check_reads_the_trace_and_prints_the_offered_rate(tmp_path):
     scenario.write_text(f"workload: {{trace: {trace}}}\n")
     strict = CliRunner().invoke(main, ["check", str(scenario)], catch_exceptions=False)
     assert strict.exit_code == 2 and str(trace) in strict.stderr and len(strict.stderr.strip().splitlines()) == 1
+
+
+def test_a_profiled_run_names_its_bundle_and_provenance(tmp_path):
+    from profiler import TINY_MODEL_CONFIG
+    from profiler.fit import fit_bundle
+    from simulator.run_header import header_rows
+    from tests.test_profiler_fit import synthetic_bundle
+
+    bundle = synthetic_bundle(tmp_path / "bundle")
+    (bundle / "provenance.json").write_text(json.dumps({"source": "llmservingsim:somewhere", "device_name": "RTX 4090"}))
+    fit_bundle(bundle, html=False)
+    scenario = load_scenario(None, [f"model.config={TINY_MODEL_CONFIG}", f"hardware.profile={bundle}", *TINY])
+    cost = simulate(scenario).summary["run"]["cost_model"]
+    assert cost["kind"] == "profiled" and cost["profile"] == cost["bundle"] == str(bundle)
+    assert cost["provenance"] == {"source": "llmservingsim:somewhere", "device_name": "RTX 4090"}
+    assert ("cost model", f"profile {bundle} (llmservingsim:somewhere, RTX 4090)") in header_rows({"cost_model": cost})
