@@ -84,8 +84,10 @@ def main() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Results folder (default: output.dir, else reports/runs/<name>).")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report (an old one in the folder is removed).")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run's results in the folder (refused without it).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="The summary as a table, as JSON (summary.json) or as one CSV row (the compare results' columns).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, overwrite: bool, quiet: bool) -> None:
+def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, overwrite: bool, fmt: str, quiet: bool) -> None:
     """Simulate SCENARIO_FILE (default: the built-in quickstart) and write its results folder.
 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
@@ -106,7 +108,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
             _warn_unused(scenario, source, unused_fields(scenario, source))
             for warning in scenario_warnings(scenario, source):
                 _warn(f"{source}: {warning}")
-        result = simulate(scenario, source, progress=not quiet)
+        result = simulate(scenario, source, progress=not quiet and fmt == "table")
     except ScenarioError as e:
         _fail(e)
     try:
@@ -114,10 +116,29 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         folder.finish(write_results(result, out, report=scenario.output.report and not no_report))
     except OSError as e:
         _fail(_os_error(e))
-    if not quiet:
+    if fmt != "table":
+        _print_summary(result.summary, fmt)
+    elif not quiet:
         title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
         print_table(summary_table(result.summary, title))
         _console().print(f"results: {out}")
+
+
+def _print_summary(summary: dict, fmt: str) -> None:
+    """The run's summary on stdout as JSON (``summary.json``'s content) or one CSV row: the
+    ``run`` section's scalars and model and scheduler names (``run_*``), then the columns
+    ``servesim compare`` writes per run (``flatten_summary``)."""
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    from simulator.compare import flatten_summary
+    from simulator.tables import Column, TableData
+
+    run = summary.get("run") or {}
+    flat = {f"run_{k}": v for k, v in run.items() if not isinstance(v, dict)}
+    flat |= {"run_model": (run.get("model") or {}).get("name"), "run_scheduler": (run.get("scheduler") or {}).get("name")}
+    flat |= {k: v for k, v in flatten_summary(summary).items() if not isinstance(v, dict)}
+    emit([TableData("summary", "summary", [Column(k) for k in flat], [list(flat.values())])], "csv")
 
 
 def _warn_unused(scenario: Scenario, source: str, fields: list[tuple[str, str]]) -> None:
@@ -384,26 +405,26 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
 @profile_command.command(name="compare")
 @click.argument("bundle_a", type=click.Path(path_type=Path))
 @click.argument("bundle_b", type=click.Path(path_type=Path))
-def profile_compare_command(bundle_a: Path, bundle_b: Path) -> None:
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Tables, JSON (both tables), or CSV (the per-operator ratios).")
+def profile_compare_command(bundle_a: Path, bundle_b: Path, fmt: str) -> None:
     """Compare two profile bundles of one model operator by operator: the ratio B / A."""
     from profiler.compare import class_summary, compare_bundles
+    from simulator.tables import Column, TableData
 
     try:
         ratios = compare_bundles(bundle_a, bundle_b)
     except ScenarioError as e:
         _fail(e)
-    table = Table(title=f"B / A: {bundle_b} over {bundle_a}")
-    for col in ("operator", "dtype", "TP", "points", "median", "P10", "P90", "filled"):
-        table.add_column(col, justify="left" if col in ("operator", "dtype", "filled") else "right")
-    for r in ratios:
-        table.add_row(r.operator, r.dtype, str(r.tp), str(r.num_points), f"{r.median:.3f}", f"{r.p10:.3f}", f"{r.p90:.3f}", r.filled)
-    print_table(table)
-    summary = Table(title="per operator class (measured on both sides): the tables' median ratios")
-    for col in ("class", "median", "P90", "tables"):
-        summary.add_column(col)
-    for klass, (med, p90, n) in sorted(class_summary(ratios).items()):
-        summary.add_row(klass, f"{med:.3f}", f"{p90:.3f}", str(n))
-    print_table(summary)
+    ratio = lambda v: f"{v:.3f}"  # noqa: E731
+    per_operator = TableData("operators", f"B / A: {bundle_b} over {bundle_a}", [
+        Column("operator"), Column("dtype"), Column("TP", "tp", "right"), Column("points", "num_points", "right"),
+        Column("median", "median", "right", ratio), Column("P10", "p10", "right", ratio), Column("P90", "p90", "right", ratio), Column("filled")],
+        [[r.operator, r.dtype, r.tp, r.num_points, r.median, r.p10, r.p90, r.filled] for r in ratios])
+    classes = TableData("classes", "per operator class (measured on both sides): the tables' median ratios", [
+        Column("class"), Column("median", "median", "right", ratio), Column("P90", "p90", "right", ratio), Column("tables", "num_tables", "right")],
+        [[klass, med, p90, n] for klass, (med, p90, n) in sorted(class_summary(ratios).items())])
+    emit([per_operator] if fmt == "csv" else [per_operator, classes], fmt)
 
 
 @main.command(name="validate")

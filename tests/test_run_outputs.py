@@ -225,3 +225,17 @@ def test_a_profiled_run_names_its_bundle_and_provenance(tmp_path):
     assert cost["kind"] == "profiled" and cost["profile"] == cost["bundle"] == str(bundle)
     assert cost["provenance"] == {"source": "llmservingsim:somewhere", "device_name": "RTX 4090"}
     assert ("cost model", f"profile {bundle} (llmservingsim:somewhere, RTX 4090)") in header_rows({"cost_model": cost})
+
+
+def test_run_and_profile_compare_print_json_and_csv(tmp_path):
+    from tests.test_profiler_fit import synthetic_bundle
+
+    args = ["run", *(x for o in TINY for x in ("--set", o)), "--out", str(tmp_path / "out"), "--no-report"]
+    printed = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
+    assert printed.exit_code == 0, printed.stderr
+    assert json.loads(printed.stdout) == json.loads((tmp_path / "out" / "summary.json").read_text())
+    row = next(csv.DictReader(io.StringIO(CliRunner().invoke(main, [*args, "--overwrite", "--format", "csv"], catch_exceptions=False).stdout)))
+    assert row["run_model"] == "llama-3-8b" and row["run_gpu"] == "h100-sxm" and row["num_requests"] == "6"
+    bundle = str(synthetic_bundle(tmp_path / "bundle"))
+    ratios = json.loads(CliRunner().invoke(main, ["profile", "compare", bundle, bundle, "--format", "json"], catch_exceptions=False).stdout)
+    assert ratios["operators"] and all(r["median"] == pytest.approx(1.0) for r in ratios["operators"])  # a bundle against itself
