@@ -439,8 +439,9 @@ def profile_compare_command(bundle_a: Path, bundle_b: Path, fmt: str) -> None:
 def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, address: str | None, workers: int | None, waves: int, no_cache: bool, quiet: bool) -> None:
     """Simulate measured runs of real engines and report servesim's error on each.
 
-    RUNS are measured-run .yaml files, folders of them, or aiconfigurator:silicon_sample (the
-    measured vLLM runs inside aiconfigurator-core that servesim can simulate).
+    RUNS are measured-run .yaml files, folders of them, aiconfigurator:silicon_sample (the
+    measured vLLM runs inside aiconfigurator-core that servesim can simulate), or
+    distserve:FOLDER (the DistServe authors' OPT-13B .exp files, FOLDER the runs/ folder or its parent).
     """
     from simulator.validate import load_sets
     from simulator.validate.engine import validate

@@ -16,8 +16,11 @@ parallelism) and Sec. 4.4 (online scheduling). The two policies here are the per
   reserved when its transfer starts (``reserve``) and it joins the running batch when the KV
   has arrived (``add_request``). Iterations are vLLM v0's: continuous batching of decodes up
   to ``max_num_seqs``, and when a block runs out, preemption of the newest request by
-  recompute, which re-prefills prompt and generated tokens on the decode replica itself (no
-  second transfer), as a vLLM decode instance would.
+  ``scheduler.preemption_mode``: recompute re-prefills prompt and generated tokens on the
+  decode replica itself (no second transfer), as a vLLM decode instance would; DistServe's own
+  decode instance swaps the newest request out to CPU memory
+  (``DecodingStageFCFSScheduler.get_next_batch``, ``distserve/decoding_stage_scheduler.py``),
+  which ``preemption_mode: swap`` models.
 
 Both reuse ``VLLMScheduler``'s batching: with no running requests left after each step, its
 prefill-first schedule is a prefill-only schedule.
