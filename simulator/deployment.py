@@ -7,15 +7,25 @@ scenario file, the field, the value and the fix.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 from simulator.errors import ScenarioError
-from simulator.scenario import PoolConfig, Scenario
+from simulator.memory_plan import (  # noqa: F401  (re-exported: the memory plan's parts)
+    GIB,
+    NON_TORCH_RESERVE_BYTES,
+    QUANTIZED_WEIGHT_BYTES,
+    Parallelism,
+    activation_reserve_bytes,
+    kv_cache_layout,
+    stage_layers,
+    weight_bytes_per_gpu,
+)
+from simulator.scenario import PoolConfig, Scenario, SchedulerConfig
 from simulator.specs.gpu import GPUS, GPUSpec
 from simulator.specs.gpu_file import resolve_gpu
 from simulator.specs.model import ModelSpec, bundled_model_names, bundled_model_spec, model_spec_from_hf_config
 
-GIB = 1024**3
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2}
 # Schedulers that split prompts into chunks, so their per-iteration token budget may be below
 # max_model_len; the activation reserve is sized by that budget.
@@ -23,20 +33,16 @@ CHUNKED_PREFILL_SCHEDULERS = frozenset({"sarathi", "vllm_v1"})
 # vLLM v1's budget when unset: 8,192 for ``vllm serve`` on H100/H200-class GPUs (v0.8
 # ``EngineArgs._set_default_args_v1``; v0.9+ ``get_batch_defaults``); A100s and smaller use 2,048.
 V1_DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
-# Bytes per linear-layer weight under each quantization. W4A16 packs two 4-bit weights per byte
-# and stores an fp16 scale and zero point per group of 128 weights (AWQ, Lin et al. MLSys'24;
-# GPTQ, Frantar et al. ICLR'23): 0.5 + 4 / 128 bytes. Embedding and lm_head stay in the model
-# dtype, as vLLM keeps them.
-QUANTIZED_WEIGHT_BYTES = {"w8a8": 1.0, "fp8": 1.0, "w4a16": 0.5 + 4 / 128}
-# Memory vLLM reserves outside weights, activations and the KV cache: CUDA context, cuBLAS and
-# NCCL workspaces, CUDA graphs. About 1.5 GiB on an H100 (vLLM startup logs of "non-torch memory"
-# plus CUDA-graph capture); an estimate until a profile bundle measures it.
-NON_TORCH_RESERVE_BYTES = 1.5 * GIB
 # GPUs one tensor-parallel group may span: one node. HGX/DGX A100, H100, H200 and B200 boards
 # join 8 GPUs over NVSwitch, and PCIe servers hold up to 8; a larger group all-reduces across
 # nodes, which servesim has no model of (it would price it at the NVLink or PCIe figure). vLLM's
 # multi-node guide sets TP to the GPUs per node and PP to the number of nodes.
 MAX_TENSOR_PARALLEL_SIZE = 8
+# GPUs one MoE layer may span (TP x DP): eight nodes of eight. Within a node the all-to-all runs
+# over NVLink; beyond it the off-node share goes over one InfiniBand NIC per GPU
+# (``simulator.cost_models.moe``), as wide expert-parallel deployments do (DeepSeek-V3 Sec. 3.4:
+# decoding on 320 GPUs; SGLang's 96-GPU EP deployment).
+MAX_MOE_GROUP = 64
 # Schedulers for which ``preemption_mode: swap`` means nothing, and why; it is an error with them
 # (the rest swap as vLLM v0 does). Every scheduler is either here or swaps (tests check).
 NO_SWAP_SCHEDULERS = {
@@ -60,7 +66,14 @@ class Deployment:
         max_model_len: longest prompt plus output (tokens).
         max_num_batched_tokens: most tokens per iteration.
         num_kv_blocks: KV cache blocks per replica (each holds block_size tokens on every GPU).
-        weight_bytes_per_gpu, activation_reserve_bytes, kv_cache_bytes_per_gpu: the memory plan.
+        weight_bytes_per_gpu, activation_reserve_bytes, kv_cache_bytes_per_gpu: the memory plan
+            (per GPU; with data-parallel attention, of one rank's GPUs).
+        data_parallel_size: data-parallel attention ranks (1 without). Each rank has its own
+            scheduler limits and KV cache in the engines; servesim runs one scheduler per replica
+            holding all ranks' KV blocks (``num_kv_blocks`` counts them all), ``data_parallel_size``
+            times the per-rank ``max_num_seqs`` and ``max_num_batched_tokens``
+            (``scheduler_config``), and the cost model splits each batch over the ranks.
+        expert_parallel: whether the MoE layers place whole experts on the ``tp x dp`` GPUs.
     """
 
     model: ModelSpec
@@ -75,6 +88,25 @@ class Deployment:
     weight_bytes_per_gpu: float
     activation_reserve_bytes: float
     kv_cache_bytes_per_gpu: float
+    data_parallel_size: int = 1
+    expert_parallel: bool = False
+
+    @property
+    def parallelism(self) -> Parallelism:
+        """TP, PP, DP and expert parallelism of one replica."""
+        return Parallelism(self.tensor_parallel_size, self.pipeline_parallel_size, self.data_parallel_size, self.expert_parallel)
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs of one replica: TP x PP x DP."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
+
+    def scheduler_config(self, config: SchedulerConfig) -> SchedulerConfig:
+        """The scheduler limits of the replica's one scheduler: per-rank ``max_num_seqs`` and token budget times DP."""
+        if self.data_parallel_size == 1:
+            return config
+        d = self.data_parallel_size
+        return dataclasses.replace(config, max_num_seqs=config.max_num_seqs * d, max_num_batched_tokens=self.max_num_batched_tokens * d)
 
 
 def _activation_error(scenario: Scenario, model: ModelSpec, tp: int, budget: int, max_model_len: int, activations: float, usable: float, beyond: str, length_fix: str, source: str) -> ScenarioError:
@@ -107,79 +139,6 @@ def resolve_model(scenario: Scenario, source: str) -> ModelSpec:
     return spec
 
 
-def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int, dtype_bytes: int, quantization: str = "none") -> float:
-    """Weight bytes on the most loaded GPU of a TP x PP replica.
-
-    Layers split evenly over stages (the first stages take the remainder), each stage holding its
-    own layers' weights (a mixture-of-experts model's dense and MoE layers differ: DeepSeek-V3's
-    first three are dense); the embedding (with OPT's position table and projections) sits on the
-    first stage and lm_head on the last, both vocab-sharded over TP. Every weight is sharded over
-    TP, the experts too: without expert parallelism vLLM's fused MoE layer splits each expert's
-    intermediate dimension over the TP ranks (``model_executor/layers/fused_moe/layer.py``).
-    Quantization shrinks the layers' weights (``QUANTIZED_WEIGHT_BYTES``), not the embedding or lm_head.
-    """
-    heaviest = max(sum(model.params_of_layer(i) for i in stage) for stage in stage_layers(model.num_layers, pp))
-    table = model.vocab_size * model.embedding_dim
-    others = model.num_params - model.layer_params - model.embedding_params  # positions, projections, final norm
-    vocab_params = (table if model.tie_word_embeddings or pp > 1 else 2 * table) + others
-    layer_bytes = QUANTIZED_WEIGHT_BYTES.get(quantization, dtype_bytes)
-    return (heaviest * layer_bytes + vocab_params * dtype_bytes) / tp
-
-
-def stage_layers(num_layers: int, pp: int) -> list[range]:
-    """The layers of each of ``pp`` pipeline stages: even splits, the first stages taking the remainder."""
-    sizes = [num_layers // pp + (1 if s < num_layers % pp else 0) for s in range(pp)]
-    starts = [sum(sizes[:s]) for s in range(pp)]
-    return [range(start, start + size) for start, size in zip(starts, sizes)]
-
-
-def kv_cache_layout(model: ModelSpec, tp: int, pp: int, block_size: int, dtype_bytes: int, max_num_seqs: int) -> tuple[float, float]:
-    """(bytes of one KV-cache block on the most loaded GPU, bytes that GPU sets aside for sliding-window layers).
-
-    Per layer and token a GPU caches K and V of its KV heads (replicated past their count, as
-    vLLM does), or for multi-head latent attention the latent and the shared rotary key,
-    ``kv_lora_rank + qk_rope_head_dim`` elements, the same on every TP rank (vLLM's MLA backends
-    cache one such vector per token; DeepSeek-V2 Sec. 2.1.2). A block holds ``block_size`` tokens
-    of the layers whose cache grows with the context. Sliding-window layers keep only their
-    window: vLLM v1's hybrid KV cache manager gives each attention type a block table of its own
-    (``v1/core/kv_cache_coordinator.py``) and frees a sliding-window layer's blocks once they fall
-    behind the window (``SlidingWindowManager.remove_skipped_blocks``,
-    ``v1/core/single_type_kv_cache_manager.py``). servesim's block manager keeps one table per
-    request, so it sets aside ``ceil(window / block_size) + 1`` blocks of those layers for each of
-    ``max_num_seqs`` requests (an upper bound: the most requests that run at once) and sizes the
-    pool by the full-attention layers. When every layer slides (Mistral) the pool keeps them all, a
-    request holding its whole context: a conservative capacity.
-    """
-    per_layer_token = (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim if model.mla is not None
-                       else 2 * max(1, model.num_kv_heads // tp) * model.head_dim) * dtype_bytes
-    sliding = set(model.sliding_layers)
-    stages = stage_layers(model.num_layers, pp)
-    if not sliding or len(sliding) == model.num_layers:
-        return block_size * len(stages[0]) * per_layer_token, 0.0
-    full_per_stage = max(sum(1 for i in stage if i not in sliding) for stage in stages)
-    sliding_per_stage = max(sum(1 for i in stage if i in sliding) for stage in stages)
-    window_blocks = math.ceil(model.sliding_window / block_size) + 1
-    reserve = max_num_seqs * window_blocks * block_size * sliding_per_stage * per_layer_token
-    return block_size * full_per_stage * per_layer_token, float(reserve)
-
-
-def activation_reserve_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int, dtype_bytes: int) -> float:
-    """Peak activation memory of a forward pass at ``max_num_batched_tokens`` tokens (bytes).
-
-    vLLM sizes the KV cache after a profiling forward pass at this size (``determine_num_
-    available_blocks``). Peak: the gate/up output and the activation (3 I / tp per token; for a
-    mixture of experts I is the larger of the dense width and top-k x expert width plus shared), the
-    QKV output, four hidden-size buffers (residual, normed input, attention output, MLP output),
-    fp32 logits for ``max_num_seqs`` sampled tokens, plus the non-torch reserve.
-    """
-    mlp = model.intermediate_size
-    if model.moe is not None:  # the routed experts' outputs of each token, and the shared experts'
-        mlp = max(mlp, model.moe.num_experts_per_token * model.moe.expert_intermediate_size + model.moe.shared_intermediate_size)
-    per_token = 3 * mlp / tp + (model.num_attention_heads + 2 * model.num_kv_heads) * model.head_dim / tp + 4 * model.hidden_size
-    logits = max_num_seqs * model.vocab_size / tp * 4
-    return max_num_batched_tokens * per_token * dtype_bytes + logits + NON_TORCH_RESERVE_BYTES
-
-
 def pool_config(scenario: Scenario, role: str) -> PoolConfig:
     """The replicas and parallelism of the pool of ``role`` (``prefill`` or ``decode``).
 
@@ -188,16 +147,40 @@ def pool_config(scenario: Scenario, role: str) -> PoolConfig:
     assert role in ("prefill", "decode"), f"unknown pool {role!r}"
     cluster = scenario.cluster
     pool = cluster.prefill if role == "prefill" else cluster.decode
-    return pool or PoolConfig(1, cluster.tensor_parallel_size, cluster.pipeline_parallel_size)
+    return pool or PoolConfig(1, cluster.tensor_parallel_size, cluster.pipeline_parallel_size, cluster.data_parallel_size, cluster.enable_expert_parallel)
 
 
-def _parallelism(scenario: Scenario, role: str) -> tuple[int, int, str]:
-    """TP and PP of one replica of ``role`` and the scenario section they are read from."""
+def _parallelism(scenario: Scenario, role: str) -> tuple[int, int, int, bool, str]:
+    """TP, PP, DP and expert parallelism of one replica of ``role``, and the scenario section they are read from."""
     cluster = scenario.cluster
     pool = {"prefill": cluster.prefill, "decode": cluster.decode}.get(role)
     if pool is None:
-        return cluster.tensor_parallel_size, cluster.pipeline_parallel_size, "cluster"
-    return pool.tensor_parallel_size, pool.pipeline_parallel_size, f"cluster.{role}"
+        return cluster.tensor_parallel_size, cluster.pipeline_parallel_size, cluster.data_parallel_size, cluster.enable_expert_parallel, "cluster"
+    return pool.tensor_parallel_size, pool.pipeline_parallel_size, pool.data_parallel_size, pool.enable_expert_parallel, f"cluster.{role}"
+
+
+def _check_moe_parallelism(model: ModelSpec, tp: int, dp: int, ep: bool, field: str, source: str) -> None:
+    """Data-parallel attention and expert parallelism are for mixture-of-experts models; the MoE group fits the limit.
+
+    Raises:
+        ScenarioError: DP > 1 or expert parallelism on a dense model; an expert width that the
+            ``tp x dp`` GPUs do not divide (without expert parallelism); more than
+            ``MAX_MOE_GROUP`` GPUs in one MoE layer.
+    """
+    if model.moe is None:
+        if dp > 1:
+            raise ScenarioError(source, f"{field}.data_parallel_size", dp, f"splits attention into data-parallel ranks, which only a mixture-of-experts model's shared expert layers join; {model.name} is dense",
+                                "for a dense model use num_replicas (independent copies) instead")
+        if ep:
+            raise ScenarioError(source, f"{field}.enable_expert_parallel", True, f"{model.name} is a dense model: it has no experts to place", "remove it, or pick a mixture-of-experts model (`servesim list`)")
+        return
+    group = tp * dp
+    if group > MAX_MOE_GROUP:
+        raise ScenarioError(source, f"{field}.data_parallel_size", dp, f"makes an MoE layer span {group} GPUs (tensor_parallel_size x data_parallel_size), beyond the {MAX_MOE_GROUP} servesim prices", f"use at most {MAX_MOE_GROUP} GPUs per replica's MoE layer")
+    if not ep and model.moe.expert_intermediate_size % group:
+        name = "tensor_parallel_size x data_parallel_size" if dp > 1 else "tensor_parallel_size"
+        raise ScenarioError(source, f"{field}.{'data_parallel_size' if dp > 1 else 'tensor_parallel_size'}", dp if dp > 1 else tp, f"{name} = {group} does not divide the expert MLP width {model.moe.expert_intermediate_size} of {model.name}",
+                            "use a degree that divides it, or set enable_expert_parallel: true to place whole experts")
 
 
 def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str = "colocated") -> Deployment:
@@ -224,7 +207,7 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     """
     model = resolve_model(scenario, source)
     gpu = resolve_gpu(scenario.hardware.gpu, source)
-    tp, pp, field = _parallelism(scenario, role)
+    tp, pp, dp, ep, field = _parallelism(scenario, role)
     if model.num_attention_heads % tp:
         options = [n for n in range(1, model.num_attention_heads + 1) if model.num_attention_heads % n == 0 and (model.num_kv_heads % n == 0 or n % model.num_kv_heads == 0)]
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the {model.num_attention_heads} attention heads of {model.name}", f"use one of {', '.join(map(str, options))}")
@@ -232,8 +215,7 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}", "use a TP degree that divides the KV heads or is a multiple of them")
     if model.intermediate_size % tp:
         raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the MLP width {model.intermediate_size} of {model.name}", "use a TP degree that divides it")
-    if model.moe is not None and model.moe.expert_intermediate_size % tp:
-        raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"does not divide the expert MLP width {model.moe.expert_intermediate_size} of {model.name}", "use a TP degree that divides it")
+    _check_moe_parallelism(model, tp, dp, ep, field, source)
     if pp > model.num_layers:
         raise ScenarioError(source, f"{field}.pipeline_parallel_size", pp, f"exceeds the {model.num_layers} layers of {model.name}", f"use at most {model.num_layers}")
     if tp > MAX_TENSOR_PARALLEL_SIZE:
@@ -265,25 +247,26 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     quantization = scenario.model.quantization
     if quantization == "fp8" and gpu.fp8_flops is None:
         raise ScenarioError(source, "model.quantization", quantization, f"{gpu.name} has no FP8 tensor cores", f"use w8a8 or w4a16 on this GPU, or an FP8-capable GPU ({', '.join(g.name for g in GPUS.values() if g.fp8_flops)})")
-    weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes, quantization)
+    weights = weight_bytes_per_gpu(model, tp, pp, dtype_bytes, quantization, dp, ep)
     activations = activation_reserve_bytes(model, tp, max_num_batched_tokens, sched.max_num_seqs, dtype_bytes)
     usable = gpu.memory_bytes * sched.gpu_memory_utilization
     block_bytes, window_bytes = kv_cache_layout(model, tp, pp, sched.block_size, dtype_bytes, sched.max_num_seqs)
     kv_bytes = usable - weights - activations - window_bytes
     if sched.num_gpu_blocks_override is not None:
-        num_blocks = sched.num_gpu_blocks_override
+        num_blocks = sched.num_gpu_blocks_override * dp  # per rank, as vLLM reads it
     else:
         if weights >= usable:
             raise ScenarioError(source, f"{field}.tensor_parallel_size", tp, f"{model.name} needs {weights / GIB:.1f} GiB of weights per GPU but {gpu.name} offers {usable / GIB:.1f} GiB at gpu_memory_utilization {sched.gpu_memory_utilization}", "raise tensor_parallel_size or pipeline_parallel_size, or pick a GPU with more memory")
-        num_blocks = int(kv_bytes // block_bytes)
+        num_blocks = int(kv_bytes // block_bytes) * dp  # each data-parallel rank caches its own requests
         if num_blocks < 1 and kv_bytes > 0:
             raise ScenarioError(source, "scheduler.block_size", sched.block_size, f"one KV block of {sched.block_size:,} tokens takes {block_bytes / GIB:.1f} GiB per GPU, more than the {kv_bytes / GIB:.1f} GiB left for the KV cache", "use vLLM's default of 16 tokens per block")
         if num_blocks < 1 and activations >= usable:  # the activation reserve alone is too big: name the knob that sized it
             raise _activation_error(scenario, model, tp, max_num_batched_tokens, max_model_len, activations, usable, beyond, length_fix, source)
         if num_blocks < 1:
             raise ScenarioError(source, "scheduler.gpu_memory_utilization", sched.gpu_memory_utilization, f"leaves no memory for KV cache blocks ({weights / GIB:.1f} GiB weights + {activations / GIB:.1f} GiB activations of {usable / GIB:.1f} GiB usable)", "raise gpu_memory_utilization or tensor_parallel_size, or lower max_num_batched_tokens")
-    if num_blocks * sched.block_size < max_model_len:
-        raise ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond or ''}exceeds the {num_blocks * sched.block_size} tokens the KV cache holds ({num_blocks} blocks of {sched.block_size})", f"{length_fix} or give the KV cache more memory" if beyond else "lower model.max_model_len or give the KV cache more memory")
+    rank_blocks = num_blocks // dp  # a request's KV cache lives on one rank
+    if rank_blocks * sched.block_size < max_model_len:
+        raise ScenarioError(source, "model.max_model_len", max_model_len, f"{beyond or ''}exceeds the {rank_blocks * sched.block_size} tokens the KV cache holds ({rank_blocks} blocks of {sched.block_size}{' per data-parallel rank' if dp > 1 else ''})", f"{length_fix} or give the KV cache more memory" if beyond else "lower model.max_model_len or give the KV cache more memory")
     # Admission keeps int(watermark x blocks) free (vLLM v0's BlockSpaceManager.can_allocate; v1 has
     # no watermark): a longest request needing more than the rest could never start.
     above = num_blocks - int(sched.watermark * num_blocks)
@@ -297,5 +280,6 @@ def resolve_deployment(scenario: Scenario, source: str = "<scenario>", role: str
     return Deployment(
         model=model, gpu=gpu, tensor_parallel_size=tp, pipeline_parallel_size=pp, dtype_bytes=dtype_bytes,
         quantization=quantization, max_model_len=max_model_len, max_num_batched_tokens=max_num_batched_tokens, num_kv_blocks=num_blocks,
-        weight_bytes_per_gpu=weights, activation_reserve_bytes=activations, kv_cache_bytes_per_gpu=num_blocks * block_bytes,
+        weight_bytes_per_gpu=weights, activation_reserve_bytes=activations, kv_cache_bytes_per_gpu=num_blocks // dp * block_bytes,
+        data_parallel_size=dp, expert_parallel=ep,
     )

@@ -39,6 +39,23 @@ def _frozen(cls):
 
 
 @_frozen
+class MoERoutingConfig:
+    """How a mixture-of-experts model's router spreads tokens over its experts (ignored for dense models).
+
+    ``balanced``: every expert equally likely, the load auxiliary losses' aim (Switch Transformer,
+    Fedus et al. 2022, Sec. 2.2; DeepSeek-V3's auxiliary-loss-free balancing, Sec. 2.1.2).
+    ``zipf``: expert popularity falls as rank^-zipf_exponent, the ranks given to the experts by a
+    permutation drawn with ``seed`` (which expert is hot, and so which expert-parallel rank is
+    loaded most); each token takes its top-k experts as a draw without replacement in proportion
+    to popularity (``simulator.cost_models.moe``).
+    """
+
+    distribution: Literal["balanced", "zipf"] = "balanced"
+    zipf_exponent: PositiveFloat = 1.0
+    seed: int = 0
+
+
+@_frozen
 class ModelConfig:
     """Which model: a bundled name or a Hugging Face config.json path."""
 
@@ -49,6 +66,7 @@ class ModelConfig:
     # Weight (and activation) quantization of the linear layers: W8A8 int8 (SmoothQuant), W4A16
     # group-quantized int4 (AWQ/GPTQ, group 128), or FP8 e4m3 weights and activations.
     quantization: Literal["none", "w8a8", "w4a16", "fp8"] = "none"
+    moe_routing: MoERoutingConfig = dataclasses.field(default_factory=MoERoutingConfig)
 
 
 @_frozen
@@ -100,6 +118,14 @@ class PoolConfig:
     num_replicas: Annotated[int, Field(ge=1, le=100_000)] = 1  # beyond 100,000 replicas a run would exhaust memory, not finish
     tensor_parallel_size: PositiveInt = 1
     pipeline_parallel_size: PositiveInt = 1
+    # Data-parallel attention ranks inside one replica, for mixture-of-experts models: each rank
+    # runs attention on its own requests at tensor_parallel_size, and the MoE layers of all ranks
+    # run together (vLLM --data-parallel-size, SGLang --enable-dp-attention --dp).
+    data_parallel_size: PositiveInt = 1
+    # Experts sharded whole over the replica's tensor_parallel_size x data_parallel_size GPUs,
+    # tokens dispatched to them all-to-all, instead of every expert split over the GPUs
+    # (vLLM --enable-expert-parallel; SGLang --ep-size equal to --tp-size).
+    enable_expert_parallel: bool = False
 
 
 @_frozen
@@ -127,6 +153,14 @@ class ClusterConfig:
     num_replicas: Annotated[int, Field(ge=1, le=100_000)] = 1  # beyond 100,000 replicas a run would exhaust memory, not finish
     tensor_parallel_size: PositiveInt = 1
     pipeline_parallel_size: PositiveInt = 1
+    # Data-parallel attention ranks inside one replica, for mixture-of-experts models: each rank
+    # runs attention on its own requests at tensor_parallel_size, and the MoE layers of all ranks
+    # run together (vLLM --data-parallel-size, SGLang --enable-dp-attention --dp).
+    data_parallel_size: PositiveInt = 1
+    # Experts sharded whole over the replica's tensor_parallel_size x data_parallel_size GPUs,
+    # tokens dispatched to them all-to-all, instead of every expert split over the GPUs
+    # (vLLM --enable-expert-parallel; SGLang --ep-size equal to --tp-size).
+    enable_expert_parallel: bool = False
     router: str = "round_robin"
     prefill: PoolConfig | None = None  # distserve only
     decode: PoolConfig | None = None  # distserve only

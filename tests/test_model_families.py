@@ -323,13 +323,15 @@ def test_alternating_windows_bound_half_the_layers():
     assert grown == pytest.approx(9_000 * 16 * 8 * 128 * 2 * 2 / gpu.memory_bandwidth, rel=1e-9)
 
 
-def test_servesim_run_refuses_an_moe_model_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "simulator.cli", "run", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "model.name=mixtral-8x7b",
-                           "--set", "cluster.tensor_parallel_size=2", "--set", "workload.num_requests=5", "--out", str(tmp_path / "out")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+def test_servesim_run_prices_an_moe_model_and_a_profile_of_one_is_refused_in_one_line(tmp_path):
+    base = [sys.executable, "-m", "simulator.cli", "run", str(REPO / "scenarios" / "quickstart.yaml"), "--set", "model.name=mixtral-8x7b",
+            "--set", "cluster.tensor_parallel_size=2", "--set", "workload.num_requests=5", "--no-report"]
+    proc = subprocess.run(base + ["--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(base + ["--set", f"hardware.profile={tmp_path}", "--out", str(tmp_path / "out2")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "MoE step pricing is not available yet" in lines[0] and "mixtral-8x7b" in lines[0]
+    assert len(lines) == 1 and "hardware.profile" in lines[0] and "mixture-of-experts" in lines[0] and "mixtral-8x7b" in lines[0]
 
 
 def test_profiled_cost_model_prices_opt_from_its_bundle(tmp_path):
@@ -397,8 +399,8 @@ def test_experts_are_sharded_over_tp_and_stages_hold_their_own_layers():
     from simulator.specs.model import bundled_model_spec
 
     mixtral = bundled_model_spec("mixtral-8x7b")
-    # All 46.7 B parameters in bf16 over 2 GPUs: every expert is split, none replicated.
-    assert weight_bytes_per_gpu(mixtral, 2, 1, 2) == pytest.approx(46.7e9 * 2 / 2, rel=0.002)
+    # All 46.7 B parameters in bf16 over 2 GPUs: every expert is split, none replicated (the 32 routers, 8 x 4096 each, are).
+    assert weight_bytes_per_gpu(mixtral, 2, 1, 2) == pytest.approx((46.7e9 / 2 + 32 * 8 * 4_096 / 2) * 2, rel=0.002)
     deepseek = bundled_model_spec("deepseek-v3")
     # One layer by hand. MLA: q_a 7168 x 1536 + norm, q_b 1536 x 128 x 192, kv_a 7168 x 576 + norm 512, kv_b 512 x 128 x 256, o 128 x 128 x 7168.
     h = 7_168
@@ -411,7 +413,14 @@ def test_experts_are_sharded_over_tp_and_stages_hold_their_own_layers():
     table = 129_280 * h
     stage0, stage1 = 3 * dense_layer + 28 * moe_layer + table, 30 * moe_layer + table + h
     assert stage1 > stage0
-    assert weight_bytes_per_gpu(deepseek, 8, 2, 1) == pytest.approx(stage1 / 8, rel=1e-9)
+    router = 256 * h + 256  # replicated on every GPU
+    assert weight_bytes_per_gpu(deepseek, 8, 2, 1) == pytest.approx((stage1 - 30 * router) / 8 + 30 * router, rel=1e-9)
+    # Expert parallelism over TP 8 x DP 1: 32 whole experts per GPU instead of 1/8 of each of 256: the same bytes.
+    assert weight_bytes_per_gpu(deepseek, 8, 2, 1, expert_parallel=True) == pytest.approx(weight_bytes_per_gpu(deepseek, 8, 2, 1), rel=1e-9)
+    # DP 8 attention with EP 8, TP 1: attention, norms and the shared expert whole on every GPU, 32 routed experts.
+    moe_rest = moe_layer - router - 256 * expert
+    expect = 30 * (moe_rest + router + 32 * expert) + table + h
+    assert weight_bytes_per_gpu(deepseek, 1, 2, 1, dp=8, expert_parallel=True) == pytest.approx(expect, rel=1e-9)
 
 
 def test_kv_cache_of_latent_attention_and_of_sliding_windows():

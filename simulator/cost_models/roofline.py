@@ -18,7 +18,7 @@ token embedding instead of rotary (vLLM ``model_executor/models/opt.py``); Qwen3
 and k per head before rotary (``models/qwen3.py``). Sliding-window layers (Mistral, gpt-oss's
 alternate layers) attend to at most ``sliding_window`` keys per query, so their decode reads at
 most that many tokens of each request's context (FlashAttention's ``window_size``, which vLLM
-passes for those layers). Mixture-of-experts models are refused until MoE steps are priced. A step's layers run stage after
+passes for those layers). Mixture-of-experts models are priced by the subclass in ``roofline_moe.py``. A step's layers run stage after
 stage for one batch; pipelining several batches across stages is not modelled.
 
 Efficiencies and the per-kernel floor are the GPU's calibrated values unless the scenario sets
@@ -38,6 +38,7 @@ import math
 from typing import Callable
 
 from simulator.batch import Batch
+from simulator.cost_models.windows import windowed_decode_context, windowed_prefill  # noqa: F401  (re-exported)
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig
 from simulator.specs.calibration import resolve
@@ -45,48 +46,8 @@ from simulator.specs.gpu import GPUSpec
 from simulator.specs.model import ModelSpec
 
 
-def windowed_prefill(new_tokens: int, prefix_tokens: int, window: int) -> tuple[float, int]:
-    """(query-key pairs, KV tokens read) of a prefill chunk whose queries see at most ``window`` keys.
-
-    The query at position p (1-based, itself included) attends to min(p, window) keys, so the n
-    new tokens after c cached ones form sum over p = c+1..c+n of min(p, window) pairs; they read
-    the keys from position c + 2 - window on (at most window - 1 + n tokens). Without a binding
-    window this is the causal n (c + (n + 1) / 2) pairs over c + n tokens.
-    """
-    n, c, w = new_tokens, prefix_tokens, window
-    last = c + n
-    if last <= w:
-        return n * (c + (n + 1) / 2), last
-    if c >= w:
-        pairs = float(n * w)
-    else:
-        pairs = (w * (w + 1) - c * (c + 1)) / 2 + (last - w) * w
-    return pairs, min(last, w - 1 + n)
-
-
-def windowed_decode_context(batch: Batch, window: int) -> int:
-    """Sum over the batch's decode entries of min(context, ``window``): the KV tokens a sliding-window layer reads.
-
-    Decode entries are those ``Batch.add`` counts as decodes (one new token after the prompt);
-    context the batch holds beyond them (static batching's idle slots) is bounded by ``window``
-    per remaining decode token.
-    """
-    total = counted = entries = 0
-    for request, new in zip(batch.requests, batch.num_new_tokens):
-        computed = request.num_computed_tokens
-        if new == 1 and computed >= request.num_prompt_tokens:
-            context = computed + 1
-            total += min(context, window)
-            counted += context
-            entries += 1
-    rest = batch.decode_context_tokens - counted
-    if rest > 0:
-        total += min(rest, max(batch.num_decode_tokens - entries, 0) * window)
-    return total
-
-
 class RooflineCostModel:
-    """Roofline prices for one replica (TP x PP GPUs of one kind).
+    """Roofline prices for one replica (TP x PP GPUs of one kind) of a dense model.
 
     Args:
         model: the model's architecture.
@@ -103,8 +64,10 @@ class RooflineCostModel:
         source: the scenario file, for error messages.
 
     Raises:
-        ScenarioError: the model is a mixture of experts (its steps are not priced yet).
+        ScenarioError: the model is a mixture of experts (``MoERooflineCostModel`` prices those).
     """
+
+    prices_moe = False
 
     def __init__(
         self,
@@ -117,7 +80,7 @@ class RooflineCostModel:
         quantization: str = "none",
         source: str = "<scenario>",
     ) -> None:
-        if model.moe is not None:
+        if model.moe is not None and not self.prices_moe:
             raise ScenarioError(source, "model", model.name, f"is a mixture-of-experts model ({model.architecture}, {model.moe.num_experts} experts, "
                                 f"top {model.moe.num_experts_per_token}): MoE step pricing is not available yet",
                                 "simulate a dense model (`servesim list`); `servesim check` gives this model's memory plan")
@@ -156,7 +119,54 @@ class RooflineCostModel:
         self._token_time_cache: dict[int, float] = {}
         self._sample_time_cache: dict[int, float] = {}
 
+    # -- peaks the layer pricers share (simulator.cost_models.moe, .mla) -----------------------
+    @property
+    def linear_peak(self) -> float:
+        """FLOP/s the linear layers reach under the quantization (the calibrated GEMM efficiency applied)."""
+        return self._linear_flops
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes per linear-layer weight under the quantization."""
+        return self._weight_bytes
+
+    @property
+    def gemm_bandwidth(self) -> float:
+        """Bytes/s a GEMM streams (calibrated)."""
+        return self._gemm_bandwidth
+
+    @property
+    def attention_flops(self) -> float:
+        """FLOP/s of attention kernels (calibrated)."""
+        return self._attention_flops
+
+    @property
+    def attention_bandwidth(self) -> float:
+        """Bytes/s of attention kernels (calibrated)."""
+        return self._attention_bandwidth
+
+    @property
+    def attention_launch_s(self) -> float:
+        """Fixed cost of one attention call (s)."""
+        return self._attention_launch_s
+
+    @property
+    def launch_s(self) -> float:
+        """Fixed cost of one kernel (s)."""
+        return self._launch_s
+
+    @property
+    def link_bandwidth(self) -> float:
+        """Bytes/s one GPU sends over its link (calibrated link efficiency applied)."""
+        return self._link_bandwidth
+
     # -- operators -------------------------------------------------------------------------
+    def bmm_time(self, batch: int, m: int, k: int, n: int) -> float:
+        """Time of ``batch`` independent [m, k] x [k, n] GEMMs in one batched kernel (s)."""
+        flops = 2.0 * batch * m * k * n
+        nbytes = batch * (m * k + k * n + m * n) * self.dtype_bytes
+        return max(flops / self._gemm_flops, nbytes / self._gemm_bandwidth) + self._launch_s
+
     def gemm_time(self, m: int, k: int, n: int) -> float:
         """Time of an [m, k] x [k, n] GEMM (s): 2mkn FLOPs; reads A and B, writes C."""
         flops = 2.0 * m * k * n
@@ -200,6 +210,16 @@ class RooflineCostModel:
             if t is not None:
                 return t
         return self.ring_all_reduce_time(nbytes)
+
+    def collective_latency_s(self, num_gpus: int) -> float:
+        """Fixed cost of one collective among ``num_gpus`` GPUs of a node (s): the measured all-reduce's
+        intercept at that group size where calibrated (vLLM's one-shot custom all-reduce, every GPU
+        reading every peer: the all-to-all's pattern), else one link latency plus a kernel floor."""
+        if self._all_reduce is not None and num_gpus > 1:
+            t = self._all_reduce.time(num_gpus, 0.0)
+            if t is not None:
+                return t
+        return self.gpu.link_latency_s + self._launch_s
 
     def ring_all_reduce_time(self, nbytes: float) -> float:
         """Ring all-reduce of ``nbytes`` bytes over the TP group's link (s): bandwidth and per-hop latency."""
