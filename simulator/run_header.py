@@ -180,7 +180,7 @@ def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: S
         ``cluster`` (the whole cluster section), ``pools`` (per role: replicas, TP, PP, GPUs,
         KV blocks), ``num_gpus``, ``scheduler`` (resolved knobs), ``cost_model``, ``workload``,
         ``offered_rate_rps`` (``offered_rate_rps`` of the arrivals), ``offered_rate_from``,
-        ``configured_rate_rps`` (the arrival process' rate when it drew the arrivals),
+        ``configured_rate_rps`` (the arrival process' rate x ``time_scale`` when it drew the arrivals),
         ``achieved_throughput_rps``.
     """
     by_role: dict[str, list[Any]] = {}
@@ -198,7 +198,8 @@ def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: S
         for role, d in deployments.items()
     }
     closed = scenario.workload.concurrency is not None
-    configured = scenario.workload.arrival.rate if draws and not closed else None
+    # Arrivals are divided by time_scale after they are drawn (simulator.workload), synthetic ones too.
+    configured = scenario.workload.arrival.rate * scenario.workload.time_scale if draws and not closed else None
     return {
         "scenario": scenario.name,
         "description": scenario.description,

@@ -60,6 +60,7 @@ def workload_lines(scenario: Scenario, max_model_len: int, source: str = "<scena
     else:
         rate = offered_rate_rps([r.arrival_time for r in requests])
         span = requests[-1].arrival_time - requests[0].arrival_time
-        origin = f"arrival process {cfg.arrival.process} at {cfg.arrival.rate:g} req/s" if draws_arrivals(scenario, source) else "trace timestamps" + (f" / time_scale {cfg.time_scale:g}" if cfg.time_scale != 1 else "")
+        scaled = f" x time_scale {cfg.time_scale:g}" if cfg.time_scale != 1 else ""
+        origin = f"arrival process {cfg.arrival.process} at {cfg.arrival.rate:g} req/s{scaled}" if draws_arrivals(scenario, source) else f"trace timestamps{scaled}"
         lines.append(f"offered rate: {'-' if rate is None else f'{rate:.3g} req/s'} over {span:,.1f} s ({origin})")
     return lines

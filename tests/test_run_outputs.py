@@ -84,6 +84,7 @@ def test_offered_rate_of_a_trace_is_hand_computed(tmp_path):
 def test_a_synthetic_workload_shows_its_configured_rate_and_a_closed_loop_says_so():
     run = run_section("workload.arrival.rate=3")
     assert run["configured_rate_rps"] == 3 and run["offered_rate_from"] == "arrival process"
+    assert run_section("workload.arrival.rate=3", "workload.time_scale=2")["configured_rate_rps"] == 6  # arrivals twice as fast
     closed = run_section("workload.concurrency=2")
     assert closed["offered_rate_from"].startswith("closed loop") and closed["configured_rate_rps"] is None
     assert closed["workload"]["concurrency"] == 2
