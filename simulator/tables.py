@@ -39,23 +39,48 @@ def console(stderr: bool = False, file: IO[str] | None = None) -> Console:
     return Console(file=stream, width=NO_WRAP_WIDTH, soft_wrap=False)
 
 
-def foldable(renderable: Any) -> Any:
+MIN_OTHER_WIDTH = 4  # columns a non-key column keeps when the key column is held on one line
+
+
+def foldable(renderable: Any, width: int | None = None) -> Any:
     """Make ``renderable`` (a rich ``Table``, possibly holding tables in its cells) wrap its cells
-    instead of cutting them: columns with ``overflow="ellipsis"`` (rich's default) become
-    ``"fold"`` and lose ``no_wrap``. Returns the same object, changed in place."""
-    if isinstance(renderable, Table):
-        for column in renderable.columns:
-            if column.overflow in ("ellipsis", "crop"):
-                column.overflow = "fold"
-            column.no_wrap = False
-            for cell in column.cells:
-                foldable(cell)
+    instead of cutting them, and return it (changed in place).
+
+    Columns with ``overflow="ellipsis"`` (rich's default) or ``"crop"`` fold onto the next line.
+    The first column holds what a user types (a name, an operator, a series): when ``width``
+    leaves every other column ``MIN_OTHER_WIDTH`` characters, it is held on one line (rich would
+    fold the widest column first, which is usually the name); narrower still, it folds too, so
+    no character is ever lost.
+    """
+    if not isinstance(renderable, Table):
+        return renderable
+    columns = renderable.columns
+    for column in columns:
+        if column.overflow in ("ellipsis", "crop"):
+            column.overflow = "fold"
+        for cell in column.cells:
+            foldable(cell, width)
+    if columns and width is not None:
+        key = columns[0]
+        longest = max((len(_plain_text(cell)) for cell in key.cells), default=0)
+        borders = 3 * len(columns) + 1
+        if longest + (len(columns) - 1) * MIN_OTHER_WIDTH + borders <= width:
+            key.no_wrap, key.min_width = True, max(key.min_width or 0, longest)
+        else:
+            key.no_wrap = False
     return renderable
+
+
+def _plain_text(cell: Any) -> str:
+    """A cell's longest line as plain text (a str, a rich ``Text``; other renderables count as empty)."""
+    text = getattr(cell, "plain", cell) if not isinstance(cell, str) else cell
+    return max(str(text).splitlines() or [""], key=len) if isinstance(text, str) else ""
 
 
 def print_table(renderable: Any, out: Console | None = None) -> None:
     """Print a rich table (or any renderable) so that no cell is cut (``foldable``, ``console``)."""
-    (out or console()).print(foldable(renderable))
+    out = out or console()
+    out.print(foldable(renderable, out.width))
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,18 @@ def test_tables_fold_long_names_instead_of_cutting_them():
     assert console(file=io.StringIO()).width == NO_WRAP_WIDTH  # not a terminal: rows are never wrapped
 
 
+def test_on_an_80_column_terminal_names_stay_whole_and_numbers_wrap():
+    from simulator.listing import list_tables
+    from simulator.specs.gpu import GPUS
+
+    buffer = io.StringIO()
+    print_table(list_tables("gpus")[0][0].rich(), Console(file=buffer, width=80, force_terminal=False))
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    first_cells = {line.split("│")[1].strip() for line in lines if line.count("│") > 2}
+    assert set(GPUS) <= first_cells  # every GPU name whole on one line
+
+
 def test_list_prints_every_name_in_full_and_as_json_or_csv():
     from simulator.specs.gpu import GPUS
     from simulator.specs.model import bundled_model_names
