@@ -47,8 +47,10 @@ from simulator.schedulers.base import Scheduler
 
 
 def _num_shards(tp: int, pp: int, deployment: Deployment) -> int:
-    """GPUs of a replica holding distinct KV shards: min(TP, KV heads) per stage, times PP."""
-    return min(tp, deployment.model.num_kv_heads) * pp
+    """GPUs of a replica holding distinct KV shards: min(TP, KV heads) per stage (1 for latent attention,
+    whose one latent per token every TP rank caches), times PP, times the data-parallel ranks."""
+    heads = 1 if deployment.model.mla is not None else deployment.model.num_kv_heads
+    return min(tp, heads) * pp * deployment.data_parallel_size
 
 
 class DisaggregatedCluster:
@@ -91,7 +93,8 @@ class DisaggregatedCluster:
             for _ in range(pool.num_replicas):
                 replica_id = len(self.roles)
                 block_manager = BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark)
-                scheduler = policy(sched_cfg, block_manager, deployment.max_num_batched_tokens, deployment.max_model_len, swap_space)
+                scheduler = policy(deployment.scheduler_config(sched_cfg), block_manager, deployment.max_num_batched_tokens * deployment.data_parallel_size,
+                                   deployment.max_model_len, swap_space)
                 replicas.append(Replica(env, replica_id, scheduler, cost_model, callback))
                 self.roles[replica_id] = role
                 shards = _num_shards(deployment.tensor_parallel_size, deployment.pipeline_parallel_size, deployment)
