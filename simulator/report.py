@@ -117,8 +117,9 @@ def report_title(name: str, run: Mapping[str, Any] | None) -> str:
         return name
     model = (run.get("model") or {}).get("name")
     pools = run.get("pools") or {}
-    shape = "; ".join(f"{'' if role == 'colocated' else role + ' '}{p.get('num_replicas')}x TP{p.get('tensor_parallel_size')} PP{p.get('pipeline_parallel_size')}"
-                      for role, p in pools.items())
+    from simulator.run_header import parallel_text
+
+    shape = "; ".join(f"{'' if role == 'colocated' else role + ' '}{p.get('num_replicas')}x {parallel_text(p)}" for role, p in pools.items())
     sched = (run.get("scheduler") or {}).get("name")
     what = f"{model} on {run.get('gpu')}" + (f" ({shape})" if shape else "") + (f", {sched}" if sched else "")
     return f"{run.get('scenario') or name}: {what}"

@@ -159,6 +159,27 @@ def _length_spec(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(cfg).items() if v is not None}
 
 
+def parallelism_fields(deployment: Any) -> dict[str, Any]:
+    """A deployment's parallelism, taken generically from its dataclass fields: every
+    ``*_parallel_size`` and ``*_parallel`` flag (TP, PP, DP, expert parallelism, ...)."""
+    return {f.name: getattr(deployment, f.name) for f in dataclasses.fields(deployment) if f.name.endswith(("_parallel_size", "_parallel"))}
+
+
+def parallel_text(pool: Mapping[str, Any]) -> str:
+    """``TP2 PP1``, plus every other parallelism set away from 1 / off (``DP8 EP``)."""
+    short = {"tensor_parallel_size": "TP", "pipeline_parallel_size": "PP", "data_parallel_size": "DP", "expert_parallel": "EP"}
+    parts = [f"TP{pool.get('tensor_parallel_size')}", f"PP{pool.get('pipeline_parallel_size')}"]
+    for key, value in pool.items():
+        if key in ("tensor_parallel_size", "pipeline_parallel_size") or not key.endswith(("_parallel_size", "_parallel")):
+            continue
+        label = short.get(key, key)
+        if value is True:
+            parts.append(label)
+        elif value not in (None, False, 1):
+            parts.append(f"{label}{value}" if key in short else f"{key}={value}")
+    return " ".join(parts)
+
+
 def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: Sequence[Any], replica_roles: Mapping[int, str],
                  arrival_times: Sequence[float] | np.ndarray, achieved_rps: float, source: str = "<scenario>") -> dict[str, Any]:
     """The ``run`` section of ``summary.json``: everything that decided this run's numbers.
@@ -192,9 +213,9 @@ def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: S
     first = next(iter(deployments.values()))
     model = first.model
     pools = {
-        role: {"num_replicas": int(pool_sizes.get(role, 0)), "tensor_parallel_size": d.tensor_parallel_size, "pipeline_parallel_size": d.pipeline_parallel_size,
-               "num_gpus": int(pool_sizes.get(role, 0)) * d.tensor_parallel_size * d.pipeline_parallel_size, "num_kv_blocks": d.num_kv_blocks,
-               "max_num_batched_tokens": d.max_num_batched_tokens}
+        role: {"num_replicas": int(pool_sizes.get(role, 0)), **parallelism_fields(d),
+               "num_gpus": int(pool_sizes.get(role, 0)) * int(getattr(d, "num_gpus", d.tensor_parallel_size * d.pipeline_parallel_size)),
+               "num_kv_blocks": d.num_kv_blocks, "max_num_batched_tokens": d.max_num_batched_tokens}
         for role, d in deployments.items()
     }
     closed = scenario.workload.concurrency is not None
@@ -248,8 +269,7 @@ def header_rows(run: Mapping[str, Any], short: bool = False) -> list[tuple[str, 
         rows.append(("GPU", str(run["gpu"]) + (f" ({run['gpu_file']})" if run.get("gpu_file") else "")))
     pools = run.get("pools") or {}
     if pools:
-        parts = [f"{'' if role == 'colocated' else role + ': '}{p['num_replicas']} replica(s) x TP{p['tensor_parallel_size']} PP{p['pipeline_parallel_size']}"
-                 for role, p in pools.items()]
+        parts = [f"{'' if role == 'colocated' else role + ': '}{p['num_replicas']} replica(s) x {parallel_text(p)}" for role, p in pools.items()]
         cluster = run.get("cluster") or {}
         router = f", router {cluster['router']}" if cluster.get("router") else ""
         rows.append(("parallelism", "; ".join(parts) + f" = {run.get('num_gpus', '?')} GPU(s){router}"))

@@ -53,6 +53,18 @@ def test_every_cluster_and_scheduler_field_is_there_without_listing_them():
     assert run["num_gpus"] == 4
 
 
+def test_data_and_expert_parallelism_appear_with_their_gpus():
+    # Mixtral-8x7B on TP2 x DP2 with experts spread: 2 x 2 = 4 GPUs per replica, 2 replicas = 8.
+    run = run_section("model.name=mixtral-8x7b", "cluster.num_replicas=2", "cluster.tensor_parallel_size=2",
+                      "cluster.data_parallel_size=2", "cluster.enable_expert_parallel=true")
+    pool = run["pools"]["colocated"]
+    assert pool["data_parallel_size"] == 2 and pool["expert_parallel"] is True and pool["num_gpus"] == 8 == run["num_gpus"]
+    assert run["cluster"]["data_parallel_size"] == 2 and run["cluster"]["enable_expert_parallel"] is True
+    from simulator.run_header import header_rows
+
+    assert ("parallelism", "2 replica(s) x TP2 PP1 DP2 EP = 8 GPU(s), router round_robin") in header_rows(run)
+
+
 def test_unset_scheduler_knobs_show_the_values_that_ran():
     # vllm_v1 unset: vLLM 0.19 (the default release), async scheduling on (default from 0.14),
     # full-sequence admission on (0.19), prefix caching on, 8192 batched tokens on an H100.
