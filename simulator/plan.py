@@ -68,7 +68,7 @@ from simulator.scenario import (
 from simulator.schedulers import SCHEDULERS
 from simulator.simulation import simulate
 from simulator.specs.gpu_file import is_gpu_file, resolve_gpu
-from simulator.specs.model import bundled_model_names
+from simulator.specs.model import bundled_model_names, bundled_model_spec
 from simulator.specs.prices import GPU_PRICES
 from simulator.workload import load_workload
 
@@ -137,6 +137,10 @@ class SearchSpace:
     quantization: list[Literal["none", "w8a8", "w4a16", "fp8"]] | None = None  # default: the base's
     tensor_parallel_size: Annotated[list[PositiveInt], Field(min_length=1)] = dataclasses.field(default_factory=lambda: [1])
     pipeline_parallel_size: Annotated[list[PositiveInt], Field(min_length=1)] = dataclasses.field(default_factory=lambda: [1])
+    # Mixture-of-experts axes (``cluster.data_parallel_size`` and ``cluster.enable_expert_parallel``);
+    # a dense model is enumerated at DP 1 without expert parallelism only.
+    data_parallel_size: Annotated[list[PositiveInt], Field(min_length=1)] = dataclasses.field(default_factory=lambda: [1])
+    expert_parallel: Annotated[list[bool], Field(min_length=1)] = dataclasses.field(default_factory=lambda: [False])
     # Each entry: {name, label?, any scheduler field (chunk_size, max_num_seqs, ...), and for
     # disaggregated schedulers prefill / decode pools and kv_transfer}. Default: the base's.
     schedulers: list[dict[str, Any]] | None = None
@@ -417,6 +421,8 @@ class Candidate:
         gpu, model, quantization, scheduler: the axes' values (``scheduler`` is the variant label).
         tensor_parallel_size, pipeline_parallel_size: of a colocated replica (for DistServe,
             the search axis' values that pools without their own take).
+        data_parallel_size, expert_parallel: a mixture-of-experts replica's attention ranks and
+            whether its experts are placed whole (DP 1, False for a dense model).
         pools: DistServe pools as text (``2xTP1 prefill + 1xTP2 decode``), else "".
         gpus_per_replica: GPUs of one replica (for DistServe, one prefill + decode unit).
         scenario: the one-replica scenario, or None when it cannot be built.
@@ -436,6 +442,8 @@ class Candidate:
     gpus_per_replica: int
     scenario: Scenario | None
     reason: str
+    data_parallel_size: int = 1
+    expert_parallel: bool = False
 
 
 def _pool_dict(pool: PoolSpec, tp: int, pp: int) -> dict[str, int]:
@@ -460,9 +468,13 @@ def enumerate_candidates(plan: Plan) -> list[Candidate]:
     quantizations = search.quantization or [plan.base.model.quantization]
     candidates: list[Candidate] = []
     seen: set[tuple] = set()
-    for gpu, model, quant, tp, pp, variant in itertools.product(
-        [g.lower() for g in search.gpus], models, quantizations, search.tensor_parallel_size, search.pipeline_parallel_size, plan.variants
+    sparse = {m: _is_moe(plan, m) for m in models}
+    for gpu, model, quant, tp, pp, dp, ep, variant in itertools.product(
+        [g.lower() for g in search.gpus], models, quantizations, search.tensor_parallel_size, search.pipeline_parallel_size,
+        search.data_parallel_size, search.expert_parallel, plan.variants,
     ):
+        if (not sparse[model] and (dp > 1 or ep)) or (ep and tp * dp == 1):
+            continue  # the MoE axes mean nothing for a dense model; experts on one GPU are placed whole either way
         pools: dict[str, dict[str, int]] | None = None
         if variant.prefill is not None:
             pools = {"prefill": _pool_dict(variant.prefill, tp, pp), "decode": _pool_dict(variant.decode, tp, pp)}
@@ -479,7 +491,7 @@ def enumerate_candidates(plan: Plan) -> list[Candidate]:
         if search.models:
             tree["model"]["name"], tree["model"]["config"] = model, None
         tree["model"]["quantization"] = quant
-        tree["cluster"].update(num_replicas=1, tensor_parallel_size=tp, pipeline_parallel_size=pp)
+        tree["cluster"].update(num_replicas=1, tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp, enable_expert_parallel=ep)
         tree["scheduler"].update(variant.fields)
         if pools is not None:
             tree["cluster"]["prefill"], tree["cluster"]["decode"] = pools["prefill"], pools["decode"]
@@ -493,8 +505,8 @@ def enumerate_candidates(plan: Plan) -> list[Candidate]:
             shape = pools_text
         else:
             tree["cluster"]["prefill"] = tree["cluster"]["decode"] = None  # colocated, whatever the base
-            gpus_per_replica, pools_text = tp * pp, ""
-            shape = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "")
+            gpus_per_replica, pools_text = tp * pp * dp, ""
+            shape = f"TP{tp}" + (f" PP{pp}" if pp > 1 else "") + (f" DP{dp}" if dp > 1 else "") + (f" EP{tp * dp}" if ep else "")
         model_text = model + ("" if quant == "none" else f" {quant}")
         label = f"{gpu} {model_text} {shape} {variant.label}"
         scenario, reason = None, ""
@@ -507,9 +519,20 @@ def enumerate_candidates(plan: Plan) -> list[Candidate]:
         candidates.append(Candidate(
             index=len(candidates), label=label, gpu=gpu, model=model, quantization=quant, scheduler=variant.label,
             scheduler_name=variant.fields["name"], tensor_parallel_size=tp, pipeline_parallel_size=pp, pools=pools_text,
-            gpus_per_replica=gpus_per_replica, scenario=scenario, reason=reason,
+            gpus_per_replica=gpus_per_replica, scenario=scenario, reason=reason, data_parallel_size=dp, expert_parallel=ep,
         ))
     return candidates
+
+
+def _is_moe(plan: Plan, model: str) -> bool:
+    """Whether a candidate model is a mixture of experts (an unknown name is left to the deployment check)."""
+    if not plan.config.search.models:
+        try:
+            return resolve_model(plan.base, plan.source).moe is not None
+        except ScenarioError:
+            return False
+    spec = bundled_model_spec(model)
+    return spec is not None and spec.moe is not None
 
 
 def _check_deployment(scenario: Scenario, pools: dict[str, dict[str, int]] | None, source: str) -> None:
@@ -714,7 +737,7 @@ class PlanResult:
 
 RESULT_COLUMNS = (
     "rank", "candidate", "deployment", "gpu", "model", "quantization", "scheduler", "scheduler_name",
-    "tensor_parallel_size", "pipeline_parallel_size", "pools", "gpus_per_replica", "usd_per_gpu_hour",
+    "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "expert_parallel", "pools", "gpus_per_replica", "usd_per_gpu_hour",
     "usd_per_replica_hour", "feasible", "stage", "reason", "capacity_rps", "capacity_note", "capacity_num_runs",
     "replicas_estimate", "num_replicas", "num_gpus", "usd_per_hour", "usd_per_million_output_tokens",
     "mean_output_tokens", "headroom", "verify_num_runs", "verify_slo_attainment", "verify_ttft_p90_s",
@@ -779,7 +802,8 @@ def run_plan(plan: Plan, executor: Executor, cache_dir: str | Path | None = None
         rows.append({
             "candidate": c.index, "deployment": c.label, "gpu": c.gpu, "model": c.model, "quantization": c.quantization,
             "scheduler": c.scheduler, "scheduler_name": c.scheduler_name, "tensor_parallel_size": c.tensor_parallel_size,
-            "pipeline_parallel_size": c.pipeline_parallel_size, "pools": c.pools, "gpus_per_replica": c.gpus_per_replica,
+            "pipeline_parallel_size": c.pipeline_parallel_size, "data_parallel_size": c.data_parallel_size, "expert_parallel": c.expert_parallel,
+            "pools": c.pools, "gpus_per_replica": c.gpus_per_replica,
             "usd_per_gpu_hour": price, "usd_per_replica_hour": price * c.gpus_per_replica,
             "feasible": False, "stage": "deployment" if c.reason else "", "reason": c.reason, "capacity_note": "",
         })

@@ -189,6 +189,9 @@ def cost_by_gpu_figure(table: pd.DataFrame) -> go.Figure:
         ok["pools"].astype(str) != "", ok["pools"].astype(str),
         "TP" + ok["tensor_parallel_size"].astype(str) + np.where(ok["pipeline_parallel_size"] > 1, " PP" + ok["pipeline_parallel_size"].astype(str), ""),
     )
+    if "data_parallel_size" in ok:  # mixture-of-experts candidates: attention ranks and expert parallelism
+        dp, ep = ok["data_parallel_size"].fillna(1).astype(int), ok["expert_parallel"].fillna(False).astype(bool)
+        ok["shape"] = ok["shape"] + np.where(dp > 1, " DP" + dp.astype(str), "") + np.where(ep, " EP" + (ok["tensor_parallel_size"] * dp).astype(str), "")
     best = ok.sort_values("usd_per_million_output_tokens").groupby(["gpu", "shape"], sort=False).head(1)
     shapes = sorted(best["shape"].unique(), key=lambda s: (len(s), s))
     for gi, gpu in enumerate(dict.fromkeys(table["gpu"])):
