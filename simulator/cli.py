@@ -220,7 +220,10 @@ def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
     for role, d in deployments.items():
         pool = "" if role == "colocated" else f"{role} pool: "
         click.echo(
-            f"{scenario_file}: ok: {pool}{d.model.name} on {d.gpu.name}, TP {d.tensor_parallel_size} x PP {d.pipeline_parallel_size}; "
+            f"{scenario_file}: ok: {pool}{d.model.name} on {d.gpu.name}, TP {d.tensor_parallel_size} x PP {d.pipeline_parallel_size}"
+            + (f" x DP {d.data_parallel_size}" if d.data_parallel_size > 1 else "")
+            + (f", experts placed whole (EP {d.parallelism.expert_parallel_size})" if d.expert_parallel else "")
+            + f" = {d.num_gpus} GPU(s); "
             f"per GPU {d.weight_bytes_per_gpu / gib:.1f} GiB weights, {d.activation_reserve_bytes / gib:.1f} GiB activations, "
             f"{d.kv_cache_bytes_per_gpu / gib:.1f} GiB KV cache = {d.num_kv_blocks:,} blocks ({d.num_kv_blocks * scenario.scheduler.block_size:,} tokens)"
         )
