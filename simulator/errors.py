@@ -29,8 +29,8 @@ class ScenarioError(Exception):
             where += f": {field}"
         if value is not ...:
             shown = repr(value)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
+            if len(shown) > 80:  # keep both ends: a path's file name is at its end
+                shown = shown[:38] + "..." + shown[-39:]
             where += f" = {shown}"
         super().__init__(f"{where}: {problem}; {fix}")
 
