@@ -81,8 +81,9 @@ def test_a_batch_of_one_decode_reads_the_active_experts_weights_only():
     h, w = mixtral.hidden_size, mixtral.moe.expert_intermediate_size // 2
     # Two experts' gate/up (h x 2w) and down (w x h) slices in bf16, plus the token's tiny activations.
     weights = 2 * 3 * h * w * 2
-    expected = weights / cost.gemm_bandwidth
-    bandwidth_part = cost.moe_layer.experts_time(1) - 2 * cost.launch_s - cost.elementwise_time(3 * 2 * w * 2)
+    layer = cost.moe_layer
+    expected = weights / layer.expert_bandwidth
+    bandwidth_part = layer.experts_time(1) - layer.experts_fixed_s(2) - cost.elementwise_time(3 * 2 * w * 2)
     assert bandwidth_part == pytest.approx(expected, rel=0.01)
     # A long prefill touches all eight experts: eight experts' weights, not two.
     assert cost.moe_layer.routing.distinct_experts(4096) == pytest.approx(8, rel=1e-6)

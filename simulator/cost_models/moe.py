@@ -24,7 +24,9 @@ Expert compute (``MoELayer``), per GPU, as vLLM's fused MoE kernels run it
 (``fused_moe/fused_moe.py``): the router GEMM ([m, h] x [h, E], a replicated bf16 gate) and a
 top-k softmax; a grouped gate/up GEMM and a grouped down GEMM over the GPU's routed pairs, each
 ``max(FLOPs / peak, bytes / bandwidth)`` with the bytes of the distinct experts' weights plus the
-pairs' activations; SiLU * mul over the pairs; ``moe_sum`` adding each token's k outputs; shared
+pairs' activations, at the GPU's efficiencies fitted to vLLM's measured ``fused_experts``
+(aiconfigurator-core's ``moe_perf`` tables; ``simulator.specs.calibration.RooflineParameters.moe_values``)
+plus a fixed cost per call and per distinct expert; SiLU * mul over the pairs; ``moe_sum`` adding each token's k outputs; shared
 experts as a dense gated MLP at the attention TP degree. Padding each expert's tokens to the
 kernel's block size is not modelled (it matters only when compute-bound with few tokens per
 expert, where a step is bandwidth-bound anyway).
@@ -149,6 +151,7 @@ class MoELayer:
         self.routing = ExpertRouting(self.moe.num_experts, self.moe.num_experts_per_token, routing, par.expert_parallel_size)
         self.width = self.moe.expert_intermediate_size // par.expert_tensor_parallel_size  # per GPU
         self.shared_width = self.moe.shared_intermediate_size // par.tp
+        self.prices = roofline.resolved.moe_values(roofline.quantization)  # MOE_FIELDS and their source
 
     # -- parts ---------------------------------------------------------------------------------
     def router_time(self, rank_tokens: int) -> float:
@@ -156,28 +159,62 @@ class MoELayer:
         r, E = self.roof, self.moe.num_experts
         return r.gemm_time(rank_tokens, self.model.hidden_size, E) + r.elementwise_time(2 * rank_tokens * E * 4)
 
+    def expert_terms(self, group_tokens: float, gpu: int | None) -> dict[str, float]:
+        """The roofline terms of one GPU's routed experts for ``group_tokens`` tokens (FLOPs, bytes, counts, s).
+
+        Keys: ``gate_up_flops``, ``gate_up_bytes``, ``down_flops``, ``down_bytes`` (the two
+        grouped GEMMs: the pairs' activations plus the distinct experts' weight slices),
+        ``experts`` (distinct experts touched), ``pairs`` and ``elementwise_s`` (SiLU * mul over
+        the pairs and, under FP8, the activations' quantization, priced by the roofline).
+        """
+        r, h, w, b = self.roof, self.model.hidden_size, self.width, self.roof.dtype_bytes
+        wb = r.weight_bytes
+        pairs = self.routing.pairs(group_tokens, gpu)
+        experts = self.routing.distinct_experts(group_tokens, gpu)
+        elementwise = r.elementwise_time(3 * pairs * w * b)
+        if r.quantization in ("fp8", "w8a8"):  # quantize the pairs' activations before each GEMM
+            elementwise += r.elementwise_time(pairs * h * (b + 1)) + r.elementwise_time(pairs * w * (b + 1))
+        return {
+            "gate_up_flops": 4 * pairs * h * w, "gate_up_bytes": pairs * h * b + experts * h * 2 * w * wb + pairs * 2 * w * b,
+            "down_flops": 2 * pairs * w * h, "down_bytes": pairs * w * b + experts * w * h * wb + pairs * h * b,
+            "experts": experts, "pairs": pairs, "elementwise_s": elementwise,
+        }
+
+    @property
+    def expert_peak(self) -> float:
+        """FLOP/s of the grouped expert GEMMs: the linear layers' datasheet peak x ``moe_flops_efficiency``."""
+        return self.roof.linear_peak / self.roof.resolved.values["gemm_flops_efficiency"] * self.prices["moe_flops_efficiency"]
+
+    @property
+    def expert_bandwidth(self) -> float:
+        """Bytes/s the grouped expert GEMMs stream: HBM bandwidth x ``moe_bandwidth_efficiency``."""
+        return self.roof.gpu.memory_bandwidth * self.prices["moe_bandwidth_efficiency"]
+
+    def experts_fixed_s(self, experts: float) -> float:
+        """The fixed part of one GPU's expert kernels touching ``experts`` experts: ``moe_call_s + experts x moe_expert_s`` (s)."""
+        return self.prices["moe_call_s"] + experts * self.prices["moe_expert_s"]
+
+    def price_terms(self, terms: dict[str, float]) -> float:
+        """One GPU's routed-expert time from its ``expert_terms`` (s): each grouped GEMM the max of FLOPs and bytes, plus the fixed part."""
+        peak, bandwidth = self.expert_peak, self.expert_bandwidth
+        gate_up = max(terms["gate_up_flops"] / peak, terms["gate_up_bytes"] / bandwidth)
+        down = max(terms["down_flops"] / peak, terms["down_bytes"] / bandwidth)
+        return gate_up + down + self.experts_fixed_s(terms["experts"]) + terms["elementwise_s"]
+
     def experts_time(self, group_tokens: int) -> float:
         """Routed experts on the most loaded GPU for ``group_tokens`` tokens reaching the MoE group (s).
 
-        Gate/up and down grouped GEMMs at the linear layers' peak and weight bytes
-        (``RooflineCostModel.linear_peak`` / ``weight_bytes``), SiLU * mul over the routed pairs.
+        Gate/up and down grouped GEMMs (``expert_terms``) priced at ``expert_peak`` and
+        ``expert_bandwidth`` plus ``experts_fixed_s``, SiLU * mul over the routed pairs. The
+        prices are the GPU's fit to vLLM's measured ``fused_experts``
+        (``RooflineParameters.moe_values``; ``benchmarks/moe_kernel_check.py``), else its GEMM
+        efficiencies and two kernel floors. Router, top-k and ``moe_sum`` are priced apart
+        (``router_time``, ``combine_time``).
         """
-        r, h, w, b = self.roof, self.model.hidden_size, self.width, self.roof.dtype_bytes
-        peak, wb, bandwidth = r.linear_peak, r.weight_bytes, r.gemm_bandwidth
+        if group_tokens <= 0:
+            return 0.0
         gpus = range(self.par.expert_parallel_size) if self.par.expert_parallel else [None]
-        worst = 0.0
-        for g in gpus:
-            pairs = self.routing.pairs(group_tokens, g)
-            if pairs <= 0:
-                continue
-            experts = self.routing.distinct_experts(group_tokens, g)
-            gate_up = max(4 * pairs * h * w / peak, (pairs * h * b + experts * h * 2 * w * wb + pairs * 2 * w * b) / bandwidth)
-            down = max(2 * pairs * w * h / peak, (pairs * w * b + experts * w * h * wb + pairs * h * b) / bandwidth)
-            t = gate_up + down + 2 * r.launch_s + r.elementwise_time(3 * pairs * w * b)
-            if r.quantization in ("fp8", "w8a8"):  # quantize the pairs' activations before each GEMM
-                t += r.elementwise_time(pairs * h * (b + 1)) + r.elementwise_time(pairs * w * (b + 1))
-            worst = max(worst, t)
-        return worst
+        return max(self.price_terms(self.expert_terms(group_tokens, g)) for g in gpus)
 
     def combine_time(self, held_tokens: int) -> float:
         """``moe_sum``: each held token's k expert outputs added (read k, write 1 hidden vector) (s)."""

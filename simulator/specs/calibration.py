@@ -11,12 +11,20 @@ writes it; results and method are in ``benchmarks/README.md``.
 ``resolve(params, gpu_name)`` gives the values a cost model uses: a field the scenario sets
 wins; else the GPU's calibrated value; for a GPU without calibration, ``FALLBACK`` (the H100 fit
 to Vidur's profiles, the defaults servesim used for every GPU before), labelled so.
+
+The file's ``moe`` section (written by ``benchmarks/moe_kernel_check.py``, which must run after
+``calibrate_roofline_gpus.py`` since that one rewrites the file) holds, per GPU and expert weight
+dtype (``bf16``, ``fp8``), the routed experts' prices fitted to vLLM's measured ``fused_experts``
+(``MOE_FIELDS``). A GPU or dtype without a fit takes the GPU's own GEMM values:
+``moe_flops_efficiency`` = ``gemm_flops_efficiency``, ``moe_bandwidth_efficiency`` =
+``gemm_bandwidth_efficiency``, ``moe_call_s`` = two kernel floors (the two grouped GEMMs),
+``moe_expert_s`` = 0, which is the roofline ``MoELayer`` priced before the fit.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,10 @@ FALLBACK: dict[str, float] = {
     "kernel_launch_s": 4e-6,
     "attention_launch_s": 4e-6,
 }
+MOE_FIELDS = ("moe_flops_efficiency", "moe_bandwidth_efficiency", "moe_call_s", "moe_expert_s")
+MOE_DTYPES = {"none": "bf16", "fp8": "fp8"}  # servesim quantization -> the fitted expert weight dtype
+MOE_FALLBACK_SOURCE = "no MoE kernel fit for this GPU and dtype: the GPU's GEMM efficiencies, two kernel floors per call, no per-expert cost"
+
 FALLBACK_SOURCE = "no calibration for this GPU: H100 defaults (fit to Vidur's H100 profiles, attention estimated)"
 
 
@@ -137,11 +149,30 @@ def _entry(name: str, raw: dict[str, Any]) -> GPUCalibration:
 
 
 @cache
+def _read(path: Path) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+@cache
 def load(path: Path = CALIBRATION_FILE) -> dict[str, GPUCalibration]:
     """Every GPU entry of the calibration file, by servesim GPU name (read once)."""
-    with open(path) as f:
-        data = json.load(f)
-    return {name: _entry(name, raw) for name, raw in data["gpus"].items()}
+    return {name: _entry(name, raw) for name, raw in _read(path)["gpus"].items()}
+
+
+@cache
+def load_moe(path: Path = CALIBRATION_FILE) -> dict[str, dict[str, dict[str, Any]]]:
+    """The MoE kernel fits by servesim GPU name, then dtype (``bf16``/``fp8``): ``MOE_FIELDS`` values and ``source``.
+
+    Empty when the file has no ``moe`` section (``benchmarks/moe_kernel_check.py`` not run).
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for gpu, by_dtype in _read(path).get("moe", {}).get("gpus", {}).items():
+        for dtype, raw in by_dtype.items():
+            missing = [f for f in MOE_FIELDS if f not in raw]
+            assert not missing, f"{path}: moe.gpus.{gpu}.{dtype} lacks {missing}; rerun benchmarks/moe_kernel_check.py"
+            out.setdefault(gpu, {})[dtype] = {**{f: float(raw[f]) for f in MOE_FIELDS}, "source": str(raw["source"])}
+    return out
 
 
 def for_gpu(name: str) -> GPUCalibration | None:
@@ -160,12 +191,32 @@ class RooflineParameters:
         all_reduce: measured all-reduce prices, None to price the ring formula over the link
             (no tables, or ``link_bandwidth_efficiency`` set in the scenario).
         label: one line saying which calibration applies.
+        moe: per expert weight dtype (``bf16``, ``fp8``) with a fit, ``MOE_FIELDS`` values and
+            ``source``; see ``moe_values``.
     """
 
     values: dict[str, float]
     sources: dict[str, str]
     all_reduce: AllReduceFit | None
     label: str
+    moe: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def moe_values(self, quantization: str) -> dict[str, Any]:
+        """The routed experts' prices under ``quantization``: ``MOE_FIELDS`` values and ``source``.
+
+        The GPU's fit for the dtype (``MOE_DTYPES``), else its GEMM values: efficiencies
+        ``gemm_flops_efficiency`` / ``gemm_bandwidth_efficiency``, ``2 x kernel_launch_s`` per
+        call, no per-expert cost (``MOE_FALLBACK_SOURCE``). W8A8 and W4A16 experts have no
+        measured tables here and always take that fallback.
+        """
+        fit = self.moe.get(MOE_DTYPES.get(quantization, ""))
+        return fit if fit is not None else moe_fallback(self.values)
+
+
+def moe_fallback(values: dict[str, float]) -> dict[str, Any]:
+    """The routed experts' prices of a GPU without a MoE fit, from its roofline ``values`` (``MOE_FALLBACK_SOURCE``)."""
+    return {"moe_flops_efficiency": values["gemm_flops_efficiency"], "moe_bandwidth_efficiency": values["gemm_bandwidth_efficiency"],
+            "moe_call_s": 2 * values["kernel_launch_s"], "moe_expert_s": 0.0, "source": MOE_FALLBACK_SOURCE}
 
 
 def for_system(system: str | None) -> GPUCalibration | None:
@@ -184,7 +235,8 @@ def resolve(params: RooflineConfig, gpu_name: str, system: str | None = None) ->
     """The roofline fields for ``gpu_name``: the scenario's where set, else calibrated, else FALLBACK.
 
     A GPU the file does not name (a GPU spec file) takes the calibration of its
-    ``aiconfigurator_system`` when it gives one. A scenario that sets
+    ``aiconfigurator_system`` when it gives one. The MoE fits are those of ``gpu_name`` itself
+    (a GPU measured with vLLM MoE tables), dropped when the scenario sets a GEMM efficiency. A scenario that sets
     ``link_bandwidth_efficiency`` asks for the ring formula at that efficiency, so the measured
     all-reduce fits are not used then.
     """
@@ -200,4 +252,7 @@ def resolve(params: RooflineConfig, gpu_name: str, system: str | None = None) ->
             values[f], sources[f] = FALLBACK[f], FALLBACK_SOURCE
     all_reduce = cal.all_reduce if cal is not None and params.link_bandwidth_efficiency is None else None
     label = f"{gpu_name}: calibrated ({cal.label})" if cal is not None else f"{gpu_name}: {FALLBACK_SOURCE}"
-    return RooflineParameters(values, sources, all_reduce, label)
+    # The MoE fit holds only with the GEMM values it was fitted beside, so a scenario that sets them keeps the fallback.
+    own_gemm = params.gemm_flops_efficiency is None and params.gemm_bandwidth_efficiency is None
+    moe = load_moe().get(gpu_name, {}) if own_gemm else {}
+    return RooflineParameters(values, sources, all_reduce, label, moe)
