@@ -227,6 +227,17 @@ def report_rows(name: str, d: pd.DataFrame, after: np.ndarray) -> list[tuple]:
     return rows
 
 
+def shape_rows(name: str, d: pd.DataFrame, after: np.ndarray) -> list[tuple]:
+    """Per GPU, dtype and named shape (others pooled): rows, signed median and P90 before and after (%)."""
+    rows, y = [], d.measured_s.to_numpy()
+    named = d["shape"].where(d["shape"].isin(list(SHAPES.values())), "other shapes")
+    for (dtype, shape), g in d.groupby([d.dtype, named]):
+        sel = d.index.get_indexer(g.index)
+        rows.append((name, dtype, shape, "fitted" if shape in FITTED else "held out", len(g), *signed(d.before_s.to_numpy()[sel], y[sel]),
+                     *signed(after[sel], y[sel])))
+    return rows
+
+
 def table(title: str, columns: list[str], rows: list[tuple], lead: int) -> RichTable:
     t = RichTable(title=title)
     for i, c in enumerate(columns):
@@ -264,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         calibration._read.cache_clear()
         calibration.load.cache_clear()
         calibration.load_moe.cache_clear()
-    rows = []
+    rows, by_shape = [], []
     for name, (gpu, d) in data.items():
         if args.no_write:
             after = np.empty(len(d))
@@ -274,9 +285,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             after = after_prices(gpu, d)
         rows += report_rows(name, d, after)
+        by_shape += shape_rows(name, d, after)
     cols = ["GPU", "dtype", "shapes", "regime", "rows", "before\nmedian", "before\nP90", "after\nmedian", "after\nP90"]
     console.print(table("Routed experts: servesim experts_time + combine_time vs vLLM fused_experts, signed error % "
                         "(before: GEMM efficiencies; after: the MoE fit)", cols, rows, 4))
+    console.print(table("Routed experts per model shape (all token counts), signed error %", ["GPU", "dtype", "shape", "set", *cols[4:]], by_shape, 4))
     vals = [(n, k, *(f"{v[f] * (1e6 if f.endswith('_s') else 1):.3g}" for f in MOE_FIELDS)) for n, by in fits.items() for k, v in by.items()]
     console.print(table("Fitted MoE prices", ["GPU", "dtype", "flops eff", "bandwidth eff", "call us", "per expert us"], vals, 2))
     mla = [r for gpu, system in targets() for r in mla_check(gpu, system)]
