@@ -104,7 +104,11 @@ def targets() -> list[tuple[GPUSpec, str]]:
 
 
 def read_moe(gpu: GPUSpec, system: str) -> tuple[pd.DataFrame, str] | None:
-    """None without balanced rows (A100's vLLM 0.14 table holds power-law routing only); else balanced bf16/fp8 rows with servesim's terms (GPU 0, the most loaded under balanced routing) and fallback price."""
+    """The GPU's balanced bf16 / block-FP8 rows with servesim's terms and fallback price, and the table read.
+
+    Terms are those of GPU 0, the most loaded under balanced routing (it holds the remainder
+    experts). None without balanced rows (A100's vLLM 0.14 table holds power-law routing only).
+    """
     table = find_table(system, "moe", "vllm", "moe_perf.parquet") or find_table(system, "moe", "sglang", "moe_perf.parquet")
     df = pd.read_parquet(table.path)
     df = df[(df.distribution == "balanced") & df.moe_dtype.isin(list(DTYPES))]

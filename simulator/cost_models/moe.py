@@ -25,11 +25,13 @@ Expert compute (``MoELayer``), per GPU, as vLLM's fused MoE kernels run it
 top-k softmax; a grouped gate/up GEMM and a grouped down GEMM over the GPU's routed pairs, each
 ``max(FLOPs / peak, bytes / bandwidth)`` with the bytes of the distinct experts' weights plus the
 pairs' activations, at the GPU's efficiencies fitted to vLLM's measured ``fused_experts``
-(aiconfigurator-core's ``moe_perf`` tables; ``simulator.specs.calibration.RooflineParameters.moe_values``)
-plus a fixed cost per call and per distinct expert; SiLU * mul over the pairs; ``moe_sum`` adding each token's k outputs; shared
+(aiconfigurator-core's ``moe_perf`` tables, ``benchmarks/moe_kernel_check.py``;
+``simulator.specs.calibration.RooflineParameters.moe_values``), plus a fixed cost per call and
+per distinct expert; SiLU * mul over the pairs; ``moe_sum`` adding each token's k outputs; shared
 experts as a dense gated MLP at the attention TP degree. Padding each expert's tokens to the
 kernel's block size is not modelled (it matters only when compute-bound with few tokens per
-expert, where a step is bandwidth-bound anyway).
+expert: held-out shapes of that kind are priced 25-35 % fast on H100, H200 and L40S in bf16,
+``benchmarks/README.md``).
 
 Communication. Without data-parallel attention the tokens are on every GPU of the TP group, so
 each GPU computes its experts' share and one all-reduce sums the outputs (vLLM's fused MoE
