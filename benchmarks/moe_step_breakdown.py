@@ -72,10 +72,13 @@ def main() -> None:
         # By hand: the token's k experts, spread evenly over the expert-parallel GPUs, or each split over the TP GPUs.
         share = k / d.parallelism.expert_parallel_size if d.expert_parallel else k
         active = share * 3 * m.hidden_size * width * cost.weight_bytes
-        kernels = 3 + (2 if d.quantization in ("fp8", "w8a8") else 0)  # gate/up, down, SiLU (+ two activation quantizations)
-        implied = (layer.experts_time(1) - kernels * cost.launch_s) * cost.gemm_bandwidth
-        print(f"   batch-1 decode, one MoE layer, per GPU: the expert time implies {implied / 2**20:.1f} MiB moved (weights plus the "
-              f"activation passes); the token's {k} experts' weights there by hand ({share:g} experts): {active / 2**20:.1f} MiB")
+        # The bandwidth-bound part of the expert time (less the fixed per-call and per-expert cost and the
+        # elementwise passes), converted back to bytes at the grouped GEMMs' bandwidth.
+        terms = layer.expert_terms(1, 0 if d.expert_parallel else None)
+        fixed = layer.experts_fixed_s(terms["experts"]) + terms["elementwise_s"]
+        implied = (layer.experts_time(1) - fixed) * layer.expert_bandwidth
+        print(f"   batch-1 decode, one MoE layer, per GPU: the expert time implies {implied / 2**20:.1f} MiB moved (weights and the "
+              f"pairs' activations); the token's {k} experts' weights there by hand ({share:g} experts): {active / 2**20:.1f} MiB")
         if args.trace_requests:
             scenario = load_scenario(path, [f"workload.max_requests={args.trace_requests}"])
         start = time.perf_counter()
