@@ -73,9 +73,20 @@ def stage_layers(num_layers: int, pp: int) -> list[range]:
     return [range(start, start + size) for start, size in zip(starts, sizes)]
 
 
+def expert_ranges(num_experts: int, num_gpus: int) -> list[range]:
+    """The experts on each of ``num_gpus`` expert-parallel GPUs: contiguous, the remainder on the first GPUs."""
+    base, extra = divmod(num_experts, num_gpus)
+    out, start = [], 0
+    for r in range(num_gpus):
+        size = base + (1 if r < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
 def experts_per_gpu(num_experts: int, expert_parallel_size: int) -> int:
-    """Routed experts on the most loaded GPU: ``ceil(E / EP)`` (vLLM gives the remainder to the first ranks)."""
-    return -(-num_experts // expert_parallel_size)
+    """Routed experts on the most loaded GPU, ``ceil(E / EP)``: the first of ``expert_ranges``."""
+    return len(expert_ranges(num_experts, expert_parallel_size)[0])
 
 
 def layer_params_per_gpu(model: ModelSpec, index: int, par: Parallelism) -> float:

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.memory_plan import Parallelism
+from simulator.memory_plan import Parallelism, expert_ranges
 from simulator.scenario import MoERoutingConfig
 from simulator.specs.model import ModelSpec
 
@@ -63,17 +63,6 @@ GPUS_PER_NODE = 8  # HGX/DGX boards join 8 GPUs over NVSwitch
 INFINIBAND_BANDWIDTH = 50e9  # bytes/s per GPU: one 400 Gb/s NDR port (ConnectX-7)
 INFINIBAND_LATENCY_S = 5e-6
 ROUTING_DRAWS = 20_000
-
-
-def expert_ranges(num_experts: int, num_gpus: int) -> list[range]:
-    """The experts on each of ``num_gpus`` expert-parallel GPUs: contiguous, the remainder on the first GPUs."""
-    base, extra = divmod(num_experts, num_gpus)
-    out, start = [], 0
-    for r in range(num_gpus):
-        size = base + (1 if r < extra else 0)
-        out.append(range(start, start + size))
-        start += size
-    return out
 
 
 def expected_distinct(inclusion: np.ndarray, num_tokens: float) -> float:
