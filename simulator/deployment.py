@@ -101,12 +101,17 @@ class Deployment:
         """GPUs of one replica: TP x PP x DP."""
         return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
 
+    @property
+    def scheduler_token_budget(self) -> int:
+        """Tokens per iteration of the replica's one scheduler: the per-rank budget times DP."""
+        return self.max_num_batched_tokens * self.data_parallel_size
+
     def scheduler_config(self, config: SchedulerConfig) -> SchedulerConfig:
         """The scheduler limits of the replica's one scheduler: per-rank ``max_num_seqs`` and token budget times DP."""
         if self.data_parallel_size == 1:
             return config
         d = self.data_parallel_size
-        return dataclasses.replace(config, max_num_seqs=config.max_num_seqs * d, max_num_batched_tokens=self.max_num_batched_tokens * d)
+        return dataclasses.replace(config, max_num_seqs=config.max_num_seqs * d, max_num_batched_tokens=self.scheduler_token_budget)
 
 
 def _activation_error(scenario: Scenario, model: ModelSpec, tp: int, budget: int, max_model_len: int, activations: float, usable: float, beyond: str, length_fix: str, source: str) -> ScenarioError:

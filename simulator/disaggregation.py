@@ -93,7 +93,7 @@ class DisaggregatedCluster:
             for _ in range(pool.num_replicas):
                 replica_id = len(self.roles)
                 block_manager = BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark)
-                scheduler = policy(deployment.scheduler_config(sched_cfg), block_manager, deployment.max_num_batched_tokens * deployment.data_parallel_size,
+                scheduler = policy(deployment.scheduler_config(sched_cfg), block_manager, deployment.scheduler_token_budget,
                                    deployment.max_model_len, swap_space)
                 replicas.append(Replica(env, replica_id, scheduler, cost_model, callback))
                 self.roles[replica_id] = role

@@ -204,7 +204,7 @@ class Simulation:
                 Replica(
                     env, i,
                     scheduler_cls(deployment.scheduler_config(sched_cfg), BlockManager(deployment.num_kv_blocks, sched_cfg.block_size, sched_cfg.watermark),
-                                  deployment.max_num_batched_tokens * deployment.data_parallel_size, deployment.max_model_len, swap_space),
+                                  deployment.scheduler_token_budget, deployment.max_model_len, swap_space),
                     self.cost_model, self._on_finish,
                 )
                 for i in range(scenario.cluster.num_replicas)
