@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulator import metrics
-from simulator.capacity import with_rate
-from simulator.compare import _quantiles, run_compare
+from simulator.engine import metrics
+from simulator.studies.capacity import with_rate
+from simulator.studies.compare import _quantiles, run_compare
 from simulator.scenario import load_scenario
-from simulator.simulation import Simulation
+from simulator.engine.simulation import Simulation
 from simulator.workload import load_workload
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,23 +32,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from simulator.executors import make_executor  # noqa: E402
-from simulator.plan import CapacityTask, enumerate_candidates, load_plan, run_capacity_task  # noqa: E402
+from simulator.studies.executors import make_executor  # noqa: E402
+from simulator.studies.plan import CapacityTask, enumerate_candidates, load_plan, run_capacity_task  # noqa: E402
 from profiler.device import cpu_model
 
 # Profile split: cumulative time of these entry points (file suffix, function name).
 ENTRY_POINTS = {
-    "run": ("simulator/simulation.py", "run"),
+    "run": ("simulator/engine/simulation.py", "run"),
     "workload": ("simulator/workload.py", "load_workload"),
-    "request_table": ("simulator/metrics.py", "request_table"),
-    "iteration_table": ("simulator/metrics.py", "iteration_table"),
-    "token_gaps": ("simulator/metrics.py", "token_gaps"),
-    "summarize": ("simulator/metrics.py", "summarize"),
-    "stopped_summary": ("simulator/capacity.py", "_stopped_summary"),
-    "watch": ("simulator/capacity.py", "missed"),
-    "estimate": ("simulator/capacity.py", "estimate_max_rate"),
-    "cache": ("simulator/run_cache.py", "run_key"),
-    "total": ("simulator/plan.py", "run_capacity_task"),
+    "request_table": ("simulator/engine/metrics.py", "request_table"),
+    "iteration_table": ("simulator/engine/metrics.py", "iteration_table"),
+    "token_gaps": ("simulator/engine/metrics.py", "token_gaps"),
+    "summarize": ("simulator/engine/metrics.py", "summarize"),
+    "stopped_summary": ("simulator/studies/capacity.py", "_stopped_summary"),
+    "watch": ("simulator/studies/capacity.py", "missed"),
+    "estimate": ("simulator/studies/capacity.py", "estimate_max_rate"),
+    "cache": ("simulator/studies/run_cache.py", "run_key"),
+    "total": ("simulator/studies/plan.py", "run_capacity_task"),
 }
 
 

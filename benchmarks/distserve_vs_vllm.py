@@ -9,7 +9,7 @@ outputs mean 211, median 129) on Llama-3-8B, two H100-SXMs, with TTFT <= 250 ms 
 15 ms (the chatbot SLO of the paper, scaled to a model that decodes ~10x faster), and prints
 each deployment's SLO attainment per rate and its capacity: the highest rate whose attainment
 is >= 90 % (DistServe's goodput), from the sweep and refined by bisection
-(``simulator.capacity.find_capacity``, 3 % tolerance).
+(``simulator.studies.capacity.find_capacity``, 3 % tolerance).
 
     python benchmarks/distserve_vs_vllm.py [--requests 1000] [--rates 8,10,...] [--seed 0]
 
@@ -26,9 +26,9 @@ import os
 import platform
 import time
 
-from simulator.capacity import CapacityCriterion, find_capacity
+from simulator.studies.capacity import CapacityCriterion, find_capacity
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from profiler.device import cpu_model
 
 WORKLOAD = [

@@ -44,9 +44,9 @@ from rich.table import Table
 
 from profiler.fit import fit_bundle
 from profiler.imports import build
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models import ProfiledCostModel
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_spec

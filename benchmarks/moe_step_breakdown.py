@@ -19,13 +19,13 @@ import argparse
 import time
 from pathlib import Path
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models import build_cost_model
-from simulator.deployment import resolve_deployment
-from simulator.memory_plan import experts_per_gpu
-from simulator.request import Request
+from simulator.engine.deployment import resolve_deployment
+from simulator.engine.memory_plan import experts_per_gpu
+from simulator.engine.request import Request
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ("azure-conv-deepseek-v3-h200-ep8.yaml", "azure-conv-mixtral-8x7b-h100-tp2.yaml")

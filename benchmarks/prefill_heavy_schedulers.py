@@ -7,7 +7,7 @@ Prompts uniform in 3,000-6,000 tokens, outputs uniform in 50-150, Poisson arriva
 """
 
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 
 BASE = [
     "workload.num_requests=400", "workload.arrival.rate=6",

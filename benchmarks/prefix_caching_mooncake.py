@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from profiler.device import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ than ~4.8 ms; a 2,000-token prefill does ~2 x 8.03e9 x 2000 = 32 TFLOP of GEMMs,
     python benchmarks/roofline_sanity.py
 """
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models.roofline import RooflineCostModel
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_spec

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/validate_distserve.py [FOLDER] [--fit] [--workers N] [--ttft-slos 200,250,300,400]
 
 FOLDER (default ``../shared/ground-truth/distserve-opt13b-a100``) holds the DistServe authors'
-``runs/*.exp`` files (``simulator.validate.distserve_set``). Every run is simulated once (in
+``runs/*.exp`` files (``simulator.studies.validate.distserve_set``). Every run is simulated once (in
 parallel, as ``servesim validate distserve:FOLDER`` does) and its per-request predictions kept.
 For each file it prints measured and predicted mean / P50 / P90 TTFT and TPOT (ms) and SLO
 attainment (TTFT < 200 ms and TPOT < 100 ms, the authors' alignment script's SLOs), the median
@@ -39,9 +39,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.simulation import simulate  # noqa: E402
-from simulator.validate.distserve_set import TPOT_SLO_S, TTFT_SLO_S, distserve_runs, placement  # noqa: E402
-from simulator.validate.engine import scenario_for  # noqa: E402
+from simulator.engine.simulation import simulate  # noqa: E402
+from simulator.studies.validate.distserve_set import TPOT_SLO_S, TTFT_SLO_S, distserve_runs, placement  # noqa: E402
+from simulator.studies.validate.engine import scenario_for  # noqa: E402
 
 TARGET = 0.9
 GPUS = {"vllm": 1, "distserve-c21d11": 3, "distserve-c21d12": 4, "distserve": 3}

@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from profiler import TINY_MODEL_CONFIG  # noqa: E402
-from simulator.batch import Batch  # noqa: E402
+from simulator.engine.batch import Batch  # noqa: E402
 from simulator.cost_models.profiled import ProfiledCostModel  # noqa: E402
-from simulator.request import Request  # noqa: E402
+from simulator.engine.request import Request  # noqa: E402
 from simulator.scenario import RooflineConfig  # noqa: E402
 from simulator.specs.gpu import GPUS  # noqa: E402
 from simulator.specs.model import model_spec_from_hf_config  # noqa: E402

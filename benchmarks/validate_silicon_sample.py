@@ -5,7 +5,7 @@ What it does:
     GPU. ``systems/silicon_sample.csv`` inside the installed aiconfigurator-core package
     (Apache-2.0) holds real serving measurements: per row an engine and version, a GPU system, a
     model and precision, TP, fixed input and output lengths, a concurrency (closed loop) and the
-    measured mean TTFT and TPOT. ``simulator.validate.silicon`` turns the vLLM rows of aggregated
+    measured mean TTFT and TPOT. ``simulator.studies.validate.silicon`` turns the vLLM rows of aggregated
     serving on H100 and H200 for the dense models servesim covers (Llama-3.1-8B and 70B, FP8) into
     measured runs: each a closed loop of that many clients sending requests of exactly the
     measured lengths, priced by the imported profile of the same GPU and framework
@@ -36,9 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from simulator.validate.engine import validate  # noqa: E402
-from simulator.validate.report import write_validation  # noqa: E402
-from simulator.validate.silicon import silicon_runs  # noqa: E402
+from simulator.studies.validate.engine import validate  # noqa: E402
+from simulator.reports.validate_report import write_validation  # noqa: E402
+from simulator.studies.validate.silicon import silicon_runs  # noqa: E402
 
 
 def main() -> None:

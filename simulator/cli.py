@@ -24,8 +24,8 @@ from simulator.cli_errors import os_error as _os_error
 from simulator.cli_errors import warn as _warn
 from simulator.errors import ScenarioError
 from simulator.scenario import Scenario, load_scenario, scenario_to_dict
-from simulator.tables import FORMATS, emit, print_table
-from simulator.tables import console as _console
+from simulator.reports.tables import FORMATS, emit, print_table
+from simulator.reports.tables import console as _console
 
 from simulator.listing import KINDS as LIST_KINDS
 
@@ -38,9 +38,9 @@ def _ms(stat: dict, key: str) -> str:
 
 
 def summary_table(summary: dict, title: str) -> Table:
-    """The console summary: what ran (``simulator.run_header``), counts, throughput, latency
+    """The console summary: what ran (``simulator.reports.run_header``), counts, throughput, latency
     percentiles (ms), SLO attainment."""
-    from simulator.run_header import header_rows
+    from simulator.reports.run_header import header_rows
 
     table = Table(show_header=True, header_style="bold")
     table.add_column("metric")
@@ -96,7 +96,7 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
     """
     from simulator.run_outputs import claim
     from simulator.scenario_warnings import scenario_warnings
-    from simulator.simulation import describe_pools, simulate, unused_fields  # keeps `servesim --help` fast
+    from simulator.engine.simulation import describe_pools, simulate, unused_fields  # keeps `servesim --help` fast
 
     try:
         scenario = load_scenario(scenario_file, overrides)
@@ -131,8 +131,8 @@ def _print_summary(summary: dict, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
-    from simulator.compare import flatten_summary
-    from simulator.tables import Column, TableData
+    from simulator.studies.compare import flatten_summary
+    from simulator.reports.tables import Column, TableData
 
     run = summary.get("run") or {}
     flat = {f"run_{k}": v for k, v in run.items() if not isinstance(v, dict)}
@@ -158,7 +158,7 @@ def write_results(result, out: Path, report: bool = True) -> list[str]:
     result.requests.to_parquet(out / "requests.parquet", index=False)
     result.iterations.to_parquet(out / "iterations.parquet", index=False)
     if report:
-        from simulator.report import write_report
+        from simulator.reports.run_report import write_report
 
         write_report(result.requests, result.iterations, result.summary, result.scenario.name, out / "report.html")
     return ["scenario.yaml", "summary.json", "requests.parquet", "iterations.parquet"] + (["report.html"] if report else [])
@@ -204,7 +204,7 @@ def schema_command(kind: str, out: Path | None) -> None:
 def check(scenario_file: Path, overrides: tuple[str, ...]) -> None:
     """Validate SCENARIO_FILE and its trace; print the memory plan, the workload and its offered rate, without simulating."""
     from simulator.scenario_warnings import scenario_warnings
-    from simulator.simulation import describe_kv_transfer, resolve_deployments, unused_fields
+    from simulator.engine.simulation import describe_kv_transfer, resolve_deployments, unused_fields
     from simulator.workload_check import workload_lines
 
     try:
@@ -250,10 +250,10 @@ def plan_command(plan_file: Path, out_dir: Path | None, executor_kind: str, addr
     per million output tokens, or why it is infeasible), sensitivity.csv and plan.html. Runs are
     cached, so an interrupted plan resumes and an edited one re-runs only what changed.
     """
-    from simulator.executors import make_executor
-    from simulator.plan import load_plan, run_plan
-    from simulator.plan import write_results as write_plan_results
-    from simulator.plan_report import console_summary, write_plan_report
+    from simulator.studies.executors import make_executor
+    from simulator.studies.plan import load_plan, run_plan
+    from simulator.studies.plan import write_results as write_plan_results
+    from simulator.reports.plan_report import console_summary, write_plan_report
     from simulator.run_outputs import claim, study_id
 
     try:
@@ -295,9 +295,9 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
     Writes results.csv / results.parquet (one row per run), capacity.csv and compare.html to
     the results folder. Runs are cached there, so an interrupted sweep resumes.
     """
-    from simulator.compare import capacity_console_table, run_compare
+    from simulator.studies.compare import capacity_console_table, run_compare
     from simulator.run_outputs import claim, study_id
-    from simulator.sweep import load_sweep
+    from simulator.studies.sweep import load_sweep
 
     try:
         sweep = load_sweep(sweep_file)  # its name gives the default folder and the study
@@ -413,7 +413,7 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
 def profile_compare_command(bundle_a: Path, bundle_b: Path, fmt: str) -> None:
     """Compare two profile bundles of one model operator by operator: the ratio B / A."""
     from profiler.compare import class_summary, compare_bundles
-    from simulator.tables import Column, TableData
+    from simulator.reports.tables import Column, TableData
 
     try:
         ratios = compare_bundles(bundle_a, bundle_b)
@@ -446,9 +446,9 @@ def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, a
     measured vLLM runs inside aiconfigurator-core that servesim can simulate), or
     distserve:FOLDER (the DistServe authors' OPT-13B .exp files, FOLDER the runs/ folder or its parent).
     """
-    from simulator.validate import load_sets
-    from simulator.validate.engine import validate
-    from simulator.validate.report import write_validation
+    from simulator.studies.validate import load_sets
+    from simulator.studies.validate.engine import validate
+    from simulator.reports.validate_report import write_validation
 
     _check_out(out_dir, "--out")
     try:

@@ -1,13 +1,13 @@
 """What ``servesim list`` shows: the bundled models, GPUs, schedulers, routers and named profiles.
 
-Each is a ``simulator.tables.TableData`` of raw values (parameter counts, FLOP/s in TFLOPS as
+Each is a ``simulator.reports.tables.TableData`` of raw values (parameter counts, FLOP/s in TFLOPS as
 the datasheets give them), so the same rows print as a table, JSON or CSV.
 """
 
 from __future__ import annotations
 
 from simulator.errors import ScenarioError
-from simulator.tables import Column, TableData
+from simulator.reports.tables import Column, TableData
 
 KINDS = ("models", "gpus", "schedulers", "routers", "profiles")
 
@@ -53,7 +53,7 @@ def schedulers_table() -> TableData:
 
 def routers_table() -> TableData:
     """Router names (``cluster.router``)."""
-    from simulator.router import ROUTERS
+    from simulator.engine.router import ROUTERS
 
     rows = [[name, ((getattr(fn, "__doc__", None) or "").strip().splitlines() or [""])[0]] for name, fn in ROUTERS.items()]
     return TableData("routers", "routers (cluster.router)", [Column("name"), Column("policy")], rows)

@@ -3,7 +3,7 @@
 Loaded from YAML in one place (``load_scenario``), overridden from the command line with
 ``--set a.b=value``, validated on load (types, unknown keys, ranges) and never mutated after.
 Checks that need the model and GPU specs (TP divides the heads, the model fits, KV blocks > 0)
-happen when the simulation is built (``simulator.deployment``), with the same kind of error.
+happen when the simulation is built (``simulator.engine.deployment``), with the same kind of error.
 
 Every field has a default; the defaults are the quickstart scenario (``scenarios/quickstart.yaml``
 spells them out): Llama-3-8B on one H100-SXM, the vLLM scheduler, and a synthetic workload with

@@ -27,7 +27,7 @@ from simulator.workload import has_prefix_keys
 def prefix_caching_without_keys(scenario: Scenario, source: str) -> str | None:
     """``enable_prefix_caching: true`` on a workload without prefix keys: nothing can be reused.
 
-    Only a trace's ``hash_ids`` (Mooncake) key KV blocks (``simulator.prefix_cache``); synthetic
+    Only a trace's ``hash_ids`` (Mooncake) key KV blocks (``simulator.engine.prefix_cache``); synthetic
     workloads and other traces share nothing. The engine default (``null``: on for vllm_v1) is
     not warned about.
 

@@ -2,7 +2,7 @@
 
 Generated from the pydantic models that validate the files (``TypeAdapter(...).json_schema()``,
 JSON Schema draft 2020-12): ``Scenario`` (``simulator.scenario``), ``SweepFile``
-(``simulator.sweep``) and ``PlanConfig`` (``simulator.plan``). The schema says what the loaders
+(``simulator.studies.sweep``) and ``PlanConfig`` (``simulator.studies.plan``). The schema says what the loaders
 say, plus what they accept beyond the models: a bare string for a section's main field
 (``model: llama-3-8b``, ``hardware: h100-sxm``, ``scheduler: vllm``); and it names the values
 registries know: scheduler and router names (``enum``), bundled GPUs (or a ``.yaml`` GPU spec
@@ -30,7 +30,7 @@ _SHORTHANDS = {"ModelConfig": "name", "HardwareConfig": "gpu", "SchedulerConfig"
 
 
 def _names() -> dict[str, list[str]]:
-    from simulator.router import ROUTERS
+    from simulator.engine.router import ROUTERS
     from simulator.schedulers import SCHEDULERS
     from simulator.specs.gpu import GPUS
     from simulator.specs.model import bundled_model_names
@@ -77,9 +77,9 @@ def json_schema(kind: str) -> dict[str, Any]:
     if kind == "scenario":
         from simulator.scenario import Scenario as model
     elif kind == "sweep":
-        from simulator.sweep import SweepFile as model
+        from simulator.studies.sweep import SweepFile as model
     elif kind == "plan":
-        from simulator.plan import PlanConfig as model
+        from simulator.studies.plan import PlanConfig as model
     else:
         raise ValueError(f"unknown schema {kind!r}; use one of {', '.join(KINDS)}")
     schema = TypeAdapter(model).json_schema()

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import ScenarioError
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.scenario import ArrivalConfig, LengthConfig, WorkloadConfig
 from simulator.yaml_files import decode_utf8
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.run_header import draws_arrivals, offered_rate_rps
+from simulator.reports.run_header import draws_arrivals, offered_rate_rps
 from simulator.scenario import Scenario
 from simulator.workload import _read_trace, load_workload
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.request import Request
+from simulator.engine.request import Request
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"

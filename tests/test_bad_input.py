@@ -337,13 +337,13 @@ def test_a_broken_cached_runtime_model_is_refitted(tmp_path, fitted_bundle):
 def test_the_tables_behind_the_errors_match_the_code():
     # File kinds are told apart by their top-level fields, and swap is allowed by scheduler name:
     # both tables must follow the schemas and the registry.
-    from simulator.deployment import NO_SWAP_SCHEDULERS, SWAP_SCHEDULERS
-    from simulator.plan import PlanConfig
+    from simulator.engine.deployment import NO_SWAP_SCHEDULERS, SWAP_SCHEDULERS
+    from simulator.studies.plan import PlanConfig
     from simulator.scenario import Scenario
     from simulator.schedulers import SCHEDULERS
     from simulator.specs.gpu_file import GPUFileFields
-    from simulator.sweep import SweepFile
-    from simulator.validate.run_format import MeasuredRun
+    from simulator.studies.sweep import SweepFile
+    from simulator.studies.validate.run_format import MeasuredRun
     from simulator.yaml_files import KIND_FIELDS
 
     fields = {

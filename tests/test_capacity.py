@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import simulator.simulation
-from simulator import capacity
-from simulator.capacity import CapacityCriterion, evaluate, find_capacity, native_rate_rps, with_rate
-from simulator.executors import LocalExecutor
-from simulator.run_cache import RunCache, run_key
+import simulator.engine.simulation
+from simulator.studies import capacity
+from simulator.studies.capacity import CapacityCriterion, evaluate, find_capacity, native_rate_rps, with_rate
+from simulator.studies.executors import LocalExecutor
+from simulator.studies.run_cache import RunCache, run_key
 from simulator.scenario import load_scenario
 from simulator.workload import load_workload
 
@@ -31,7 +31,7 @@ class ConstantStepCost:
 
 @pytest.fixture
 def constant_cost(monkeypatch):
-    monkeypatch.setattr(simulator.simulation, "build_cost_model", lambda scenario, deployment, source="<scenario>": ConstantStepCost())
+    monkeypatch.setattr(simulator.engine.simulation, "build_cost_model", lambda scenario, deployment, source="<scenario>": ConstantStepCost())
 
 
 def evenly_spaced_trace(tmp_path: Path, n: int = NUM_REQUESTS, gap_s: float = 1.0, prompt: int = 16, output: int = 1) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 
 BASE = ["workload.num_requests=60", "workload.prompt_tokens={distribution: uniform, min: 50, max: 600}",
         "workload.output_tokens={distribution: uniform, min: 5, max: 80}", "scheduler.name=vllm_v1"]

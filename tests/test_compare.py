@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.capacity import with_rate
-from simulator.compare import flatten_summary, run_compare
-from simulator.compare_report import CDF_LEVELS
+from simulator.studies.capacity import with_rate
+from simulator.studies.compare import flatten_summary, run_compare
+from simulator.reports.compare_report import CDF_LEVELS
 from simulator.schedulers import SCHEDULERS
-from simulator.simulation import simulate
-from simulator.sweep import load_sweep
+from simulator.engine.simulation import simulate
+from simulator.studies.sweep import load_sweep
 
 # The first two registered policies (vllm and sarathi today); no list is hard-coded.
 POLICIES = [name for name in SCHEDULERS if name != "distserve"][:2]

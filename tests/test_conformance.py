@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from simulator.deployment import NO_SWAP_SCHEDULERS, SWAP_SCHEDULERS
+from simulator.engine.deployment import NO_SWAP_SCHEDULERS, SWAP_SCHEDULERS
 from simulator.errors import ScenarioError
 from simulator.scenario import load_scenario
 from simulator.schedulers import SCHEDULERS
-from simulator.simulation import Simulation
+from simulator.engine.simulation import Simulation
 from tests.conftest import check_invariants
 
-# preemption_mode: swap runs where the scheduler swaps and is refused elsewhere (simulator.deployment).
+# preemption_mode: swap runs where the scheduler swaps and is refused elsewhere (simulator.engine.deployment).
 SWAPPING = sorted(SWAP_SCHEDULERS)
 NOT_SWAPPING = sorted(NO_SWAP_SCHEDULERS)
 # Simulated time allowed after the last arrival: the pressured workloads below drain in minutes,
@@ -123,7 +123,7 @@ def test_sarathi_lowers_tail_tbt_on_prefill_heavy_load():
     base = ["workload.num_requests=400", "workload.arrival.rate=6",
             "workload.prompt_tokens={distribution: uniform, min: 3000, max: 6000}",
             "workload.output_tokens={distribution: uniform, min: 50, max: 150}"]
-    from simulator.simulation import simulate
+    from simulator.engine.simulation import simulate
 
     vllm = simulate(load_scenario(None, base + ["scheduler.name=vllm"])).summary
     sarathi = simulate(load_scenario(None, base + ["scheduler.name=sarathi"])).summary

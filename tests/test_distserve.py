@@ -7,9 +7,9 @@ import pytest
 import simpy
 
 from simulator.errors import ScenarioError
-from simulator.kv_transfer import KVTransferNetwork
+from simulator.engine.kv_transfer import KVTransferNetwork
 from simulator.scenario import load_scenario
-from simulator.simulation import Simulation, simulate
+from simulator.engine.simulation import Simulation, simulate
 from tests.conftest import REPO, check_invariants
 
 # Llama-3-8B: 2 (K and V) x 32 layers x 8 KV heads x 128 head_dim x 2 bytes (bf16) per token.
@@ -198,7 +198,7 @@ def test_command_line_shows_the_pools(tmp_path):
 
 
 def test_run_report_labels_each_replica_with_its_pool():
-    from simulator.report import iteration_figure
+    from simulator.reports.run_report import iteration_figure
 
     result = distserve("workload.num_requests=40", "workload.arrival.rate=10", "cluster.decode={num_replicas: 2}").run()
     names = {trace.name for trace in iteration_figure(result.iterations).data}

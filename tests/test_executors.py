@@ -7,7 +7,7 @@ import math
 import pytest
 
 from simulator.errors import ScenarioError
-from simulator.executors import LocalExecutor, TaskError, make_executor
+from simulator.studies.executors import LocalExecutor, TaskError, make_executor
 
 ITEMS = list(range(12))
 

@@ -13,11 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 from simulator.cli import main
-from simulator.deployment import resolve_deployment
+from simulator.engine.deployment import resolve_deployment
 from simulator.errors import ScenarioError
-from simulator.plan import enumerate_candidates, load_plan
+from simulator.studies.plan import enumerate_candidates, load_plan
 from simulator.scenario import load_scenario
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from simulator.specs.gpu import GPUS
 from simulator.specs.gpu_file import load_gpu_file, resolve_gpu
 from tests.conftest import REPO

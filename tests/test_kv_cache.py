@@ -2,7 +2,7 @@
 
 import pytest
 
-from simulator.kv_cache import BlockManager
+from simulator.engine.kv_cache import BlockManager
 from tests.conftest import make_request
 
 

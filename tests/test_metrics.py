@@ -6,7 +6,7 @@ from array import array
 import numpy as np
 import pytest
 
-from simulator import metrics
+from simulator.engine import metrics
 from simulator.scenario import SLOConfig
 from tests.conftest import make_request
 

@@ -246,8 +246,8 @@ def test_opt_13b_layer_runs_no_gate_gemm():
 
 
 def test_opt_13b_decode_step_is_cheaper_by_the_gate_weights_it_does_not_read():
-    from simulator.batch import Batch
-    from simulator.request import Request
+    from simulator.engine.batch import Batch
+    from simulator.engine.request import Request
     from simulator.specs.gpu import GPUS
     from simulator.specs.model import bundled_model_spec
 
@@ -282,8 +282,8 @@ def test_windowed_prefill_pairs_by_hand():
 
 
 def decode_batch(contexts):
-    from simulator.batch import Batch
-    from simulator.request import Request
+    from simulator.engine.batch import Batch
+    from simulator.engine.request import Request
 
     return Batch.of_decodes([Request(i, 0.0, c - 1, 10, num_computed_tokens=c - 1) for i, c in enumerate(contexts)])
 
@@ -395,7 +395,7 @@ def test_cpu_profiler_builds_every_operator_of_opt_and_qwen3(tmp_path):
 
 # -- memory plan ----------------------------------------------------------------------------------
 def test_experts_are_sharded_over_tp_and_stages_hold_their_own_layers():
-    from simulator.deployment import weight_bytes_per_gpu
+    from simulator.engine.deployment import weight_bytes_per_gpu
     from simulator.specs.model import bundled_model_spec
 
     mixtral = bundled_model_spec("mixtral-8x7b")
@@ -424,7 +424,7 @@ def test_experts_are_sharded_over_tp_and_stages_hold_their_own_layers():
 
 
 def test_kv_cache_of_latent_attention_and_of_sliding_windows():
-    from simulator.deployment import kv_cache_layout
+    from simulator.engine.deployment import kv_cache_layout
     from simulator.specs.model import bundled_model_spec
 
     # DeepSeek-V3: 512 latent + 64 rotary-key elements per layer and token, bf16, the same on every TP rank.

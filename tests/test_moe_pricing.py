@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models import MoERooflineCostModel, build_cost_model
 from simulator.cost_models.moe import ExpertRouting, all_to_all_time, expert_ranges
-from simulator.deployment import resolve_deployment
-from simulator.request import Request
+from simulator.engine.deployment import resolve_deployment
+from simulator.engine.request import Request
 from simulator.scenario import MoERoutingConfig, RooflineConfig, load_scenario
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_spec
@@ -158,7 +158,7 @@ def test_moe_parallelism_mistakes_are_one_line(tmp_path, sets, field):
 
 
 def test_an_expert_parallel_run_is_deterministic_and_finishes_every_request(tmp_path):
-    from simulator.simulation import Simulation
+    from simulator.engine.simulation import Simulation
 
     sets = DEEPSEEK_DP8 + ["workload.num_requests=60", "workload.arrival.rate=4"]
     first = Simulation(load_scenario(REPO / "scenarios" / "quickstart.yaml", sets)).run()

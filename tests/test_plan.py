@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import simulator.cost_models
-import simulator.simulation
+import simulator.engine.simulation
 from simulator.errors import ScenarioError
-from simulator.executors import make_executor
-from simulator.plan import enumerate_candidates, load_plan, pareto_frontier, replicas_needed, run_plan, scale_replicas, usd_per_million_output_tokens
+from simulator.studies.executors import make_executor
+from simulator.studies.plan import enumerate_candidates, load_plan, pareto_frontier, replicas_needed, run_plan, scale_replicas, usd_per_million_output_tokens
 from tests.conftest import REPO
 
 TINY = REPO / "tests" / "data" / "plan-tiny.yaml"
@@ -82,7 +82,7 @@ def test_plan_finds_closed_form_capacity_replicas_and_cost(tmp_path, monkeypatch
 
     # Monkeypatching stays in this process: the executor below runs in-process (max_workers=1).
     monkeypatch.setattr(simulator.cost_models, "build_cost_model", constant)
-    monkeypatch.setattr(simulator.simulation, "build_cost_model", constant)
+    monkeypatch.setattr(simulator.engine.simulation, "build_cost_model", constant)
     plan = load_plan(write(tmp_path / "plan.yaml", CLOSED_FORM_PLAN))
     result = run_plan(plan, make_executor("local", max_workers=1, progress=False), cache_dir=None)
     table = result.table.set_index("deployment")

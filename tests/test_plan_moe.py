@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulator.plan import enumerate_candidates, load_plan
+from simulator.studies.plan import enumerate_candidates, load_plan
 from tests.conftest import REPO
 
 

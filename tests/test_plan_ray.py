@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from simulator.executors import make_executor
-from simulator.plan import load_plan, run_plan
+from simulator.studies.executors import make_executor
+from simulator.studies.plan import load_plan, run_plan
 from tests.conftest import REPO
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")

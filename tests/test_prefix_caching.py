@@ -3,13 +3,13 @@
 import numpy as np
 
 from simulator.cost_models import RooflineCostModel
-from simulator.kv_cache import BlockManager
-from simulator.prefix_cache import PrefixCachingBlockManager, prompt_block_keys
-from simulator.request import Request, RequestStatus
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.prefix_cache import PrefixCachingBlockManager, prompt_block_keys
+from simulator.engine.request import Request, RequestStatus
 from simulator.scenario import RooflineConfig, SchedulerConfig, load_scenario
 from simulator.schedulers.vllm import VLLMScheduler
 from simulator.schedulers.vllm_v1 import VLLMV1Scheduler
-from simulator.simulation import Simulation
+from simulator.engine.simulation import Simulation
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_spec
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator import executors
+from simulator.studies import executors
 from tests.conftest import REPO
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are tied to their parent on Linux only")
@@ -94,7 +94,7 @@ def test_no_worker_outlives_a_killed_compare(tmp_path, sig):
 def test_a_worker_whose_parent_is_already_gone_exits_at_once():
     # The worker initializer, run where the expected parent is not this process's parent (as after
     # the parent died between the fork and the prctl call), ends the process with status 1.
-    code = "import os; from simulator.executors import _end_with_parent; _end_with_parent(os.getppid() + 1); print('still here')"
+    code = "import os; from simulator.studies.executors import _end_with_parent; _end_with_parent(os.getppid() + 1); print('still here')"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "still here" not in done.stdout
 

@@ -125,7 +125,7 @@ def test_missing_operators_are_filled_and_provenance_says_how(toy, tmp_path):
 
 def test_an_imported_bundle_fits_and_prices_a_scenario_by_name(toy, tmp_path):
     from simulator.scenario import load_scenario
-    from simulator.simulation import simulate
+    from simulator.engine.simulation import simulate
 
     (tmp_path / "toy-gpu.yaml").write_text(yaml.safe_dump({
         "memory_gb": 40, "memory_bandwidth_gb_per_s": 1000, "bf16_tflops": 100, "fp8_tflops": 200, "int8_tops": 200,

@@ -21,10 +21,10 @@ import yaml
 from profiler import TINY_MODEL_CONFIG
 from profiler.fit import fit_bundle
 from profiler.imports import build, import_profile
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models import ProfiledCostModel
 from simulator.errors import ScenarioError
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.scenario import RooflineConfig
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_spec, model_spec_from_hf_config

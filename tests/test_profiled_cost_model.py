@@ -12,13 +12,13 @@ import yaml
 
 from profiler import TINY_MODEL_CONFIG
 from profiler.catalogue import ELEMENTWISE, GEMM, elementwise_bytes, gemm_counts
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models import ProfiledCostModel, build_cost_model
-from simulator.deployment import resolve_deployment
+from simulator.engine.deployment import resolve_deployment
 from simulator.errors import ScenarioError
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.scenario import RooflineConfig, load_scenario
-from simulator.simulation import Simulation
+from simulator.engine.simulation import Simulation
 from simulator.specs.gpu import GPUS
 from tests.conftest import check_invariants, make_request
 from tests.test_profiler_fit import SMALL_SWEEP, TINY, known_time, synthetic_bundle

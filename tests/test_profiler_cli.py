@@ -46,7 +46,7 @@ def test_fit_of_a_folder_without_a_profile_is_exit_code_2(tmp_path):
 
 def test_the_simulator_and_the_command_line_never_import_torch():
     code = (
-        "import sys, simulator, simulator.cli, simulator.simulation, simulator.cost_models, profiler, profiler.fit, profiler.commands, profiler.catalogue\n"
+        "import sys, simulator, simulator.cli, simulator.engine.simulation, simulator.cost_models, profiler, profiler.fit, profiler.commands, profiler.catalogue\n"
         "bad = [m for m in ('torch', 'triton') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

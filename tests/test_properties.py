@@ -28,13 +28,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.batch import Batch
-from simulator.deployment import CHUNKED_PREFILL_SCHEDULERS, SWAP_SCHEDULERS
-from simulator.router import ROUTERS
+from simulator.engine.batch import Batch
+from simulator.engine.deployment import CHUNKED_PREFILL_SCHEDULERS, SWAP_SCHEDULERS
+from simulator.engine.router import ROUTERS
 from simulator.scenario import Scenario, scenario_from_dict
 from simulator.schedulers import SCHEDULERS
 from simulator.schedulers.base import Scheduler
-from simulator.simulation import Simulation, SimulationResult
+from simulator.engine.simulation import Simulation, SimulationResult
 from simulator.specs.model import bundled_model_spec
 from tests.conftest import check_invariants
 from tests.test_conformance import DRAIN_S, check_preemptions_counted

@@ -3,7 +3,7 @@
 import pytest
 
 from simulator.cost_models import build_cost_model
-from simulator.deployment import resolve_deployment
+from simulator.engine.deployment import resolve_deployment
 from simulator.errors import ScenarioError
 from simulator.scenario import load_scenario
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator.report import MAX_ITERATION_POINTS, bin_iterations, summary_html, write_report
+from simulator.reports.run_report import MAX_ITERATION_POINTS, bin_iterations, summary_html, write_report
 
 FIGURE_TITLES = [
     "CDF of TTFT, TPOT and E2E over requests",

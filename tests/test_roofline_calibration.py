@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.scenario import RooflineConfig
 from simulator.specs import calibration

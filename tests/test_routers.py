@@ -3,12 +3,12 @@
 import pytest
 
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager
-from simulator.request import Request
-from simulator.router import ROUTERS, PrefixAffinity, make_router
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.request import Request
+from simulator.engine.router import ROUTERS, PrefixAffinity, make_router
 from simulator.scenario import SchedulerConfig, load_scenario
 from simulator.schedulers.vllm import VLLMScheduler
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from tests.conftest import make_request
 
 

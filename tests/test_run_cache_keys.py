@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from simulator.run_cache import run_key
+from simulator.studies.run_cache import run_key
 from simulator.scenario import load_scenario
 from tests.conftest import REPO
 

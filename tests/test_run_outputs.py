@@ -20,12 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.cli import main
-from simulator.compare import flatten_summary
+from simulator.studies.compare import flatten_summary
 from simulator.errors import ScenarioError
 from simulator.run_outputs import MANIFEST, claim
 from simulator.scenario import ClusterConfig, SchedulerConfig, load_scenario
-from simulator.simulation import simulate
-from simulator.tables import NO_WRAP_WIDTH, console, print_table
+from simulator.engine.simulation import simulate
+from simulator.reports.tables import NO_WRAP_WIDTH, console, print_table
 
 TINY = ["workload.num_requests=6", "workload.prompt_tokens={distribution: fixed, value: 32}", "workload.output_tokens={distribution: fixed, value: 4}"]
 # Vidur CSV: arrivals at 0, 1, 2 and 4 s: three gaps over 4 s, 0.75 req/s offered.
@@ -60,7 +60,7 @@ def test_data_and_expert_parallelism_appear_with_their_gpus():
     pool = run["pools"]["colocated"]
     assert pool["data_parallel_size"] == 2 and pool["expert_parallel"] is True and pool["num_gpus"] == 8 == run["num_gpus"]
     assert run["cluster"]["data_parallel_size"] == 2 and run["cluster"]["enable_expert_parallel"] is True
-    from simulator.run_header import header_rows
+    from simulator.reports.run_header import header_rows
 
     assert ("parallelism", "2 replica(s) x TP2 PP1 DP2 EP = 8 GPU(s), router round_robin") in header_rows(run)
 
@@ -239,7 +239,7 @@ def test_check_reads_the_trace_and_prints_the_offered_rate(tmp_path):
 def test_a_profiled_run_names_its_bundle_and_provenance(tmp_path):
     from profiler import TINY_MODEL_CONFIG
     from profiler.fit import fit_bundle
-    from simulator.run_header import header_rows
+    from simulator.reports.run_header import header_rows
     from tests.test_profiler_fit import synthetic_bundle
 
     bundle = synthetic_bundle(tmp_path / "bundle")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.deployment import resolve_deployment
+from simulator.engine.deployment import resolve_deployment
 from simulator.errors import ScenarioError
 from simulator.scenario import Scenario, load_scenario
 from simulator.specs.gpu import GPUS

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from simulator.scenario import load_scenario
-from simulator.simulation import Simulation, simulate
+from simulator.engine.simulation import Simulation, simulate
 from tests.conftest import check_invariants
 
 

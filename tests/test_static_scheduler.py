@@ -1,7 +1,7 @@
 """Static (request-level) batching on small hand-checked stories."""
 
-from simulator.kv_cache import BlockManager
-from simulator.request import RequestStatus
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.static import StaticScheduler
 from tests.conftest import ids, make_request, run_step

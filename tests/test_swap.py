@@ -2,10 +2,10 @@
 
 import simpy
 
-from simulator.deployment import resolve_deployment
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.replica import ITERATION_COLUMNS, Replica
-from simulator.request import RequestStatus
+from simulator.engine.deployment import resolve_deployment
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.replica import ITERATION_COLUMNS, Replica
+from simulator.engine.request import RequestStatus
 from simulator.scenario import SchedulerConfig, load_scenario
 from simulator.schedulers.sarathi import SarathiScheduler
 from simulator.schedulers.vllm import VLLMScheduler

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.capacity import native_rate_rps
+from simulator.studies.capacity import native_rate_rps
 from simulator.errors import ScenarioError
 from simulator.schedulers import SCHEDULERS
-from simulator.sweep import is_sweep_file, load_sweep
+from simulator.studies.sweep import is_sweep_file, load_sweep
 from tests.conftest import REPO, TRACES
 
 SMALL = """

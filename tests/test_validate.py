@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from simulator.errors import ScenarioError
-from simulator.simulation import simulate
-from simulator.validate import load_sets
-from simulator.validate.engine import _RunTask, compare_run, scenario_for, validate, verdict
-from simulator.validate.report import write_validation
-from simulator.validate.run_format import load_run
+from simulator.engine.simulation import simulate
+from simulator.studies.validate import load_sets
+from simulator.studies.validate.engine import _RunTask, compare_run, scenario_for, validate, verdict
+from simulator.reports.validate_report import write_validation
+from simulator.studies.validate.run_format import load_run
 from tests.conftest import one_line_error
 
 SET = {"model.name": "llama-3-8b", "scheduler.name": "vllm_v1", "workload.num_requests": 40, "workload.concurrency": 4,
@@ -110,7 +110,7 @@ def test_two_runs_of_one_name_and_an_empty_folder_are_errors(tmp_path):
 
 def test_the_silicon_sample_becomes_runs_of_the_dense_llamas():
     pytest.importorskip("aiconfigurator_core")
-    from simulator.validate.silicon import silicon_runs
+    from simulator.studies.validate.silicon import silicon_runs
 
     runs = silicon_runs(waves=2)
     assert len(runs) >= 100 and {r.scenario.set["model.name"] for r in runs} == {"llama-3.1-8b", "llama-3.1-70b"}

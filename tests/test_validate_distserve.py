@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from simulator.errors import ScenarioError
-from simulator.validate import load_sets
-from simulator.validate.distserve_set import distserve_runs, read_exp
-from simulator.validate.engine import scenario_for
+from simulator.studies.validate import load_sets
+from simulator.studies.validate.distserve_set import distserve_runs, read_exp
+from simulator.studies.validate.engine import scenario_for
 from simulator.workload import load_workload
 from tests.conftest import one_line_error
 

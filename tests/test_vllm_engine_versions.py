@@ -6,11 +6,11 @@ import pytest
 import simpy
 
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager
-from simulator.replica import ITERATION_COLUMNS, Replica
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.replica import ITERATION_COLUMNS, Replica
 from simulator.scenario import SchedulerConfig, load_scenario
 from simulator.schedulers.vllm_v1 import VLLMV1Scheduler
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from tests.conftest import ids, make_request, run_step
 
 

@@ -1,7 +1,7 @@
 """The vLLM v0 scheduler on small hand-checked stories."""
 
-from simulator.kv_cache import BlockManager
-from simulator.request import RequestStatus
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.vllm import VLLMScheduler
 from tests.conftest import make_request, run_step

@@ -3,9 +3,9 @@
 import pytest
 
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager
-from simulator.prefix_cache import PrefixCachingBlockManager
-from simulator.request import RequestStatus
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.prefix_cache import PrefixCachingBlockManager
+from simulator.engine.request import RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.vllm import VLLMScheduler
 from simulator.schedulers.vllm_v1 import VLLMV1Scheduler

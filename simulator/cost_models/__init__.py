@@ -12,7 +12,7 @@ from simulator.cost_models.base import CostModel
 from simulator.cost_models.profiled import ProfiledCostModel
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.cost_models.roofline_moe import MoERooflineCostModel
-from simulator.deployment import Deployment
+from simulator.engine.deployment import Deployment
 from simulator.errors import ScenarioError
 from simulator.scenario import PROFILE_SOURCE_KINDS, Scenario
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 
 
 class CostModel(Protocol):

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from simulator.memory_plan import Parallelism, expert_ranges
+from simulator.engine.memory_plan import Parallelism, expert_ranges
 from simulator.scenario import MoERoutingConfig
 from simulator.specs.model import ModelSpec
 

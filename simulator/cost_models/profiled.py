@@ -53,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models.roofline import RooflineCostModel, windowed_decode_context
 from simulator.cost_models.tables import LinkModel, Table1D, Table2D
 from simulator.errors import ScenarioError

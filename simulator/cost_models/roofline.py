@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models.windows import windowed_decode_context, windowed_prefill  # noqa: F401  (re-exported)
 from simulator.errors import ScenarioError
 from simulator.scenario import RooflineConfig

@@ -2,7 +2,7 @@
 
 ``MoERooflineCostModel`` prices a step of a model with MoE layers (``simulator.cost_models.moe``)
 and either grouped-query attention (as ``RooflineCostModel``) or multi-head latent attention
-(``simulator.cost_models.mla``), on a replica of T x P x D GPUs (``simulator.memory_plan.Parallelism``).
+(``simulator.cost_models.mla``), on a replica of T x P x D GPUs (``simulator.engine.memory_plan.Parallelism``).
 Per layer, in run order (vLLM ``models/mixtral.py``, ``qwen3_moe.py``, ``deepseek_v2.py``,
 ``gpt_oss.py``, ``llama4.py``):
 
@@ -24,12 +24,12 @@ from __future__ import annotations
 import heapq
 import math
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.cost_models.mla import LatentAttention
 from simulator.cost_models.moe import MoELayer
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.cost_models.windows import windowed_decode_context
-from simulator.memory_plan import Parallelism
+from simulator.engine.memory_plan import Parallelism
 from simulator.scenario import MoERoutingConfig, RooflineConfig
 from simulator.specs.gpu import GPUSpec
 from simulator.specs.model import ModelSpec

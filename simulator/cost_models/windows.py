@@ -7,7 +7,7 @@ per query (FlashAttention's ``window_size``, which vLLM passes for those layers)
 
 from __future__ import annotations
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 
 
 def windowed_prefill(new_tokens: int, prefix_tokens: int, window: int) -> tuple[float, int]:

@@ -19,11 +19,11 @@ import bisect
 from collections import deque
 from operator import attrgetter
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.prefix_cache import PrefixCachingBlockManager
-from simulator.request import Request, RequestStatus
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.prefix_cache import PrefixCachingBlockManager
+from simulator.engine.request import Request, RequestStatus
 from simulator.scenario import SchedulerConfig
 
 _request_id = attrgetter("request_id")

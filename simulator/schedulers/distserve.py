@@ -3,7 +3,7 @@
 Follows Zhong et al., "DistServe: Disaggregating Prefill and Decoding for Goodput-optimized
 Large Language Model Serving" (OSDI'24), Sec. 4 (each phase on its own instances, with its own
 parallelism) and Sec. 4.4 (online scheduling). The two policies here are the per-replica halves;
-``simulator.disaggregation`` builds the pools and moves each request between them.
+``simulator.engine.disaggregation`` builds the pools and moves each request between them.
 
 * Prefill instance (``DistServeScheduler``, the name ``distserve``): prefill-only iterations,
   FCFS, batching whole prompts (no chunking) while they fit under ``max_num_batched_tokens``
@@ -28,8 +28,8 @@ prefill-first schedule is a prefill-only schedule.
 
 from __future__ import annotations
 
-from simulator.batch import Batch
-from simulator.request import Request, RequestStatus
+from simulator.engine.batch import Batch
+from simulator.engine.request import Request, RequestStatus
 from simulator.schedulers.base import Scheduler
 from simulator.schedulers.vllm import VLLMScheduler
 

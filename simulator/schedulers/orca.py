@@ -15,14 +15,14 @@ count toward the reservation and are not recomputed.
 
 from __future__ import annotations
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.schedulers.base import Scheduler
 
 
 class OrcaScheduler(Scheduler):
     """Mixed prefill + decode iterations; KV reserved for ``max_model_len`` at admission."""
 
-    supports_swap = False  # never preempts, so it never swaps (simulator/deployment.py refuses swap for it)
+    supports_swap = False  # never preempts, so it never swaps (simulator/engine/deployment.py refuses swap for it)
 
     def schedule(self, now: float) -> Batch | None:
         running, waiting, block_manager = self.running, self.waiting, self.block_manager

@@ -21,7 +21,7 @@ Follows Agrawal et al., "Taming Throughput-Latency Tradeoff in LLM Inference wit
 
 from __future__ import annotations
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.schedulers.base import Scheduler
 
 

@@ -27,9 +27,9 @@ cached part of each prompt.
 
 from __future__ import annotations
 
-from simulator.batch import Batch
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.request import Request
+from simulator.engine.batch import Batch
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.request import Request
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.base import Scheduler
 
@@ -37,7 +37,7 @@ from simulator.schedulers.base import Scheduler
 class StaticScheduler(Scheduler):
     """Request-level batching: a batch runs until all its requests end, then the next forms."""
 
-    supports_swap = False  # never preempts, so it never swaps (simulator/deployment.py refuses swap for it)
+    supports_swap = False  # never preempts, so it never swaps (simulator/engine/deployment.py refuses swap for it)
 
     def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
         super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)

@@ -27,7 +27,7 @@ vLLM's ``delay_factor`` is not modelled.
 
 from __future__ import annotations
 
-from simulator.batch import Batch
+from simulator.engine.batch import Batch
 from simulator.schedulers.base import Scheduler
 
 

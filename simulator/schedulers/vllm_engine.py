@@ -33,7 +33,7 @@ Async scheduling (``--async-scheduling``): the engine core keeps two batches in 
 ``EngineCore.step_with_batch_queue`` schedules step N+1 while step N runs on the GPU, before N's
 output is processed; ``vllm/v1/core/sched/async_scheduler.py`` counts N's token to come as an
 output placeholder, so N+1 already decodes it. What servesim draws from that
-(``simulator.replica``, ``VLLMV1Scheduler``): a step costs max(GPU, host) instead of GPU + host;
+(``simulator.engine.replica``, ``VLLMV1Scheduler``): a step costs max(GPU, host) instead of GPU + host;
 its tokens still reach the client after its GPU work and its own host work (output processing);
 a request arriving during step N is first scheduled in step N+2; blocks of requests finishing in
 N are freed after N+1 is scheduled (``update_from_output`` of N runs after ``schedule`` of N+1).
@@ -51,7 +51,7 @@ reserves nothing: the request still allocates one chunk at a time.
 Every release caches full blocks of generated tokens as well as of prompts (0.8.0
 ``vllm/v1/core/block_pool.py`` ``BlockPool.cache_full_blocks``: "the previously generated tokens
 with preemption"; 0.19.0 ``KVCacheManager.allocate_slots`` caches up to ``request.num_tokens``),
-so a request preempted by recompute resumes from the cache (``simulator.prefix_cache``).
+so a request preempted by recompute resumes from the cache (``simulator.engine.prefix_cache``).
 
 Not modelled: async scheduling with pipeline parallelism (0.10-0.15 refuse or turn it off with
 PP > 1; the scheduler does not see the PP degree) or with speculative decoding (servesim has

@@ -32,7 +32,7 @@ schedules step N+1 while step N runs; this class keeps that order's two conseque
 the replica adds mid-step (``seen_by_next_step=False``) are not admitted by the next
 ``schedule`` call, and blocks of requests finishing in step N are freed only after the next
 ``schedule`` call; when that call finds nothing to run, they are processed first (the engine
-has nothing else queued). The replica overlaps host and GPU time (``simulator.replica``).
+has nothing else queued). The replica overlaps host and GPU time (``simulator.engine.replica``).
 
 The budget: ``scheduler.max_num_batched_tokens`` when set; else 8,192, the default of
 ``vllm serve`` for the v1 engine on H100/H200-class GPUs (``EngineArgs._set_default_args_v1``
@@ -43,10 +43,10 @@ do not apply to v1 (its ``allocate_slots`` checks free blocks only; it preempts 
 
 from __future__ import annotations
 
-from simulator.batch import Batch
-from simulator.deployment import V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.request import Request, RequestStatus
+from simulator.engine.batch import Batch
+from simulator.engine.deployment import V1_DEFAULT_MAX_NUM_BATCHED_TOKENS
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.request import Request, RequestStatus
 from simulator.scenario import SchedulerConfig
 from simulator.schedulers.base import Scheduler
 from simulator.schedulers.vllm_engine import engine_version

@@ -12,7 +12,7 @@ vLLM v1 defaults, ``waves`` requests per client, fixed lengths.
 from __future__ import annotations
 
 from simulator.errors import ScenarioError
-from simulator.validate.run_format import MeasuredRun, parse_run
+from simulator.studies.validate.run_format import MeasuredRun, parse_run
 
 NAME = "aiconfigurator:silicon_sample"
 MODELS = {"meta-llama/Llama-3.1-70B": "llama-3.1-70b", "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",

@@ -5,7 +5,7 @@ The flow: workload -> router -> replicas (scheduler + KV cache each, priced by t
 
 A colocated deployment is ``cluster.num_replicas`` replicas of one kind, each running prefill
 and decode. A scheduler with a ``decode_policy`` (``distserve``) makes it disaggregated: a
-prefill pool and a decode pool joined by a KV-transfer network (``simulator.disaggregation``).
+prefill pool and a decode pool joined by a KV-transfer network (``simulator.engine.disaggregation``).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import pandas as pd
 import simpy
 from tqdm import tqdm
 
-from simulator import metrics
+from simulator.engine import metrics
 from simulator.cost_models import build_cost_model
-from simulator.deployment import Deployment, pool_config, resolve_deployment
-from simulator.disaggregation import DisaggregatedCluster
+from simulator.engine.deployment import Deployment, pool_config, resolve_deployment
+from simulator.engine.disaggregation import DisaggregatedCluster
 from simulator.errors import ScenarioError
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.kv_transfer import link_bandwidth_and_latency
-from simulator.replica import Replica
-from simulator.request import Request
-from simulator.router import make_router
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.kv_transfer import link_bandwidth_and_latency
+from simulator.engine.replica import Replica
+from simulator.engine.request import Request
+from simulator.engine.router import make_router
 from simulator.scenario import Scenario
 from simulator.schedulers import SCHEDULERS, Scheduler
 from simulator.workload import Workload, load_workload
@@ -277,7 +277,7 @@ class Simulation:
                 request_df[name] = column
             summary["num_kv_blocks_per_replica"] = {role: d.num_kv_blocks for role, d in self.deployments.items()}
             summary.update(self.cluster.transfer_summary(request_df))
-        from simulator.run_header import describe_run  # what ran: deployment, scheduler, cost model, workload
+        from simulator.reports.run_header import describe_run  # what ran: deployment, scheduler, cost model, workload
 
         summary["run"] = describe_run(self.scenario, self.deployments, self.replicas, self.replica_roles,
                                       request_df["arrival_time"].to_numpy(), summary["request_throughput_rps"])

@@ -8,7 +8,7 @@ candidate replica configuration ``run_plan``:
 1. checks that it can be deployed at all (``resolve_deployment``: the model fits, TP divides the
    heads, ...) and that one replica is within the GPUs available;
 2. finds the capacity of one replica: the highest arrival rate whose run meets the SLOs, by
-   bisection on the rate (``simulator.capacity.find_capacity``, to the plan's relative tolerance);
+   bisection on the rate (``simulator.studies.capacity.find_capacity``, to the plan's relative tolerance);
 3. sizes the deployment: ceil(R / capacity) replicas, then runs that deployment at R with the
    plan's router and, while it misses the SLOs, adds a replica and runs again (at most
    ``capacity.max_extra_replicas`` times), so routing effects between replicas are checked;
@@ -49,12 +49,12 @@ import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from simulator.capacity import PERCENTILE_METRICS, CapacityCriterion, evaluate, find_capacity, native_rate_rps, with_rate
-from simulator.deployment import resolve_deployment, resolve_model
+from simulator.studies.capacity import PERCENTILE_METRICS, CapacityCriterion, evaluate, find_capacity, native_rate_rps, with_rate
+from simulator.engine.deployment import resolve_deployment, resolve_model
 from simulator.errors import ScenarioError
-from simulator.executors import Executor
-from simulator.router import ROUTERS
-from simulator.run_cache import RunCache
+from simulator.studies.executors import Executor
+from simulator.engine.router import ROUTERS
+from simulator.studies.run_cache import RunCache
 from simulator.scenario import (
     Scenario,
     SchedulerConfig,
@@ -66,7 +66,7 @@ from simulator.scenario import (
     scenario_to_dict,
 )
 from simulator.schedulers import SCHEDULERS
-from simulator.simulation import simulate
+from simulator.engine.simulation import simulate
 from simulator.specs.gpu_file import is_gpu_file, resolve_gpu
 from simulator.specs.model import bundled_model_names, bundled_model_spec
 from simulator.specs.prices import GPU_PRICES
@@ -783,7 +783,7 @@ def run_plan(plan: Plan, executor: Executor, cache_dir: str | Path | None = None
 
     Args:
         plan: from ``load_plan``.
-        executor: runs the bisections and checks (``simulator.executors.make_executor``).
+        executor: runs the bisections and checks (``simulator.studies.executors.make_executor``).
         cache_dir: the ``RunCache`` folder; None runs everything afresh.
         winner_run: run the winner's deployment at R once more in this process and keep its
             per-request table for the report.

@@ -2,7 +2,7 @@
 
 For each configuration of the sweep (one combination of its non-load axes, e.g. one scheduler)
 it runs the scenario at every rate of the load axis, and, with capacity on, finds the
-configuration's capacity by bisection (``simulator.capacity.find_capacity``). All of these are
+configuration's capacity by bisection (``simulator.studies.capacity.find_capacity``). All of these are
 independent tasks handed to one executor (local processes or Ray): the capacity searches first,
 since each is a chain of runs, then the grid runs. Every run is cached by ``run_key`` in
 ``<out>/cache``, so an interrupted sweep resumes where it stopped.
@@ -14,10 +14,10 @@ Outputs in the results folder (default ``reports/compare/<sweep name>``):
   ``slo_attainment``, ``num_preemptions``, ``wall_time_s``; latencies in seconds);
 * ``capacity.csv``: per configuration, the capacity (req/s), the number of runs and the rates
   tried;
-* ``compare.html``: one self-contained plotly page (``simulator.compare_report``).
+* ``compare.html``: one self-contained plotly page (``simulator.reports.compare_report``).
 
 Workers send back the run summary and, per latency (TTFT, TPOT, TBT, E2E), its quantiles at
-``simulator.compare_report.CDF_LEVELS``: enough to draw the CDFs, a few kB per run however many requests.
+``simulator.reports.compare_report.CDF_LEVELS``: enough to draw the CDFs, a few kB per run however many requests.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.capacity import CapacityCriterion, CapacityResult, find_capacity
-from simulator.compare_report import CDF_LEVELS, CompareData, write_compare_report
-from simulator.executors import make_executor
-from simulator.run_cache import RunCache, run_key
+from simulator.studies.capacity import CapacityCriterion, CapacityResult, find_capacity
+from simulator.reports.compare_report import CDF_LEVELS, CompareData, write_compare_report
+from simulator.studies.executors import make_executor
+from simulator.studies.run_cache import RunCache, run_key
 from simulator.scenario import Scenario
-from simulator.sweep import Sweep, load_sweep
+from simulator.studies.sweep import Sweep, load_sweep
 
 __all__ = ["CompareResult", "flatten_summary", "run_compare"]
 
@@ -52,7 +52,7 @@ class _GridTask:
     cache_folder: Path | None
 
     def __call__(self) -> dict:
-        from simulator.simulation import simulate
+        from simulator.engine.simulation import simulate
 
         cache = RunCache(self.cache_folder)
         key = run_key(self.scenario, {"compare": "summary+cdf", "levels": len(CDF_LEVELS)})
@@ -99,7 +99,7 @@ def flatten_summary(summary: dict) -> dict[str, Any]:
 
     Nested dicts of statistics (names ending in ``_s``) put the statistic before the unit;
     other nested dicts join with ``_`` (``slo_ttft_s``). Scalars keep their names. The ``run``
-    section (what ran, ``simulator.run_header``) is left out: the series columns say it.
+    section (what ran, ``simulator.reports.run_header``) is left out: the series columns say it.
     """
     flat: dict[str, Any] = {}
     for name, value in summary.items():

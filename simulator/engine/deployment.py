@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from simulator.errors import ScenarioError
-from simulator.memory_plan import (  # noqa: F401  (re-exported: the memory plan's parts)
+from simulator.engine.memory_plan import (  # noqa: F401  (re-exported: the memory plan's parts)
     GIB,
     NON_TORCH_RESERVE_BYTES,
     QUANTIZED_WEIGHT_BYTES,

@@ -188,7 +188,7 @@ def describe_run(scenario: Scenario, deployments: Mapping[str, Any], replicas: S
         scenario: the scenario simulated.
         deployments: per instance role (``colocated``, or ``prefill`` and ``decode``), the
             resolved ``Deployment``.
-        replicas: every replica (``simulator.replica.Replica``: ``replica_id``, ``scheduler``,
+        replicas: every replica (``simulator.engine.replica.Replica``: ``replica_id``, ``scheduler``,
             ``cost_model``); the first of each role stands for its pool.
         replica_roles: each replica id's role.
         arrival_times: every request's arrival (s; closed loop: its send time).

@@ -1,6 +1,6 @@
 """The validation report: ``validate.html`` (verdicts, errors, predicted-against-measured plots) and CSVs.
 
-Three parts, on one self-contained page (``simulator.report.write_page``):
+Three parts, on one self-contained page (``simulator.reports.run_report.write_page``):
 
 - verdicts: one line per run (ok, or the worst error), and the signed errors of every measured
   statistic;
@@ -21,10 +21,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from simulator.compare_report import CDF_LEVELS
-from simulator.report import _figure_html, write_page
-from simulator.validate.engine import ValidationResult, _column
-from simulator.validate.run_format import LATENCIES
+from simulator.reports.compare_report import CDF_LEVELS
+from simulator.reports.run_report import _figure_html, write_page
+from simulator.studies.validate.engine import ValidationResult, _column
+from simulator.studies.validate.run_format import LATENCIES
 
 _LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 _LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2e_s": "E2E"}

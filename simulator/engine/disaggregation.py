@@ -8,7 +8,7 @@ Zhong et al., "DistServe" (OSDI'24), Sec. 4.4. A request's path:
             queued for it) is chosen; the request waits in that replica's FIFO transfer queue
             until the replica has blocks for its prompt (DistServe's decode instance pulls KV
             when it has memory), then its prompt's KV crosses the KV-transfer network
-            (``simulator.kv_transfer``) while the prefill replica still holds it
+            (``simulator.engine.kv_transfer``) while the prefill replica still holds it
         --> transfer done: prefill blocks freed, the request joins the decode replica's batch;
             decode iterations until its last token
 
@@ -36,12 +36,12 @@ import pandas as pd
 import simpy
 
 from simulator.cost_models import build_cost_model
-from simulator.deployment import Deployment, pool_config, resolve_deployment
-from simulator.kv_cache import BlockManager, SwapSpace
-from simulator.kv_transfer import KVTransferNetwork, link_bandwidth_and_latency
-from simulator.replica import Replica
-from simulator.request import Request
-from simulator.router import Router
+from simulator.engine.deployment import Deployment, pool_config, resolve_deployment
+from simulator.engine.kv_cache import BlockManager, SwapSpace
+from simulator.engine.kv_transfer import KVTransferNetwork, link_bandwidth_and_latency
+from simulator.engine.replica import Replica
+from simulator.engine.request import Request
+from simulator.engine.router import Router
 from simulator.scenario import Scenario
 from simulator.schedulers.base import Scheduler
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.validate.run_format import MeasuredRun, load_runs
+from simulator.studies.validate.run_format import MeasuredRun, load_runs
 
 
 def load_sets(values: list[str], waves: int = 4) -> list[MeasuredRun]:
     """Runs of every named set or path: ``aiconfigurator:silicon_sample``, ``distserve:FOLDER``
-    (DistServe's OPT-13B measurements, ``simulator.validate.distserve_set``), a run file, or a folder of them.
+    (DistServe's OPT-13B measurements, ``simulator.studies.validate.distserve_set``), a run file, or a folder of them.
 
     Raises:
         ScenarioError: an unreadable path or file, an invalid run, or two runs of one name.
     """
     from simulator.errors import ScenarioError
-    from simulator.validate.distserve_set import PREFIX, distserve_runs
-    from simulator.validate.silicon import NAME, silicon_runs
+    from simulator.studies.validate.distserve_set import PREFIX, distserve_runs
+    from simulator.studies.validate.silicon import NAME, silicon_runs
 
     runs: list[MeasuredRun] = []
     for value in values:

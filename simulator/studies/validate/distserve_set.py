@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import ScenarioError
-from simulator.validate.run_format import MeasuredRun, parse_run
+from simulator.studies.validate.run_format import MeasuredRun, parse_run
 
 PREFIX = "distserve:"
 REPO = "LLMServe/DistServe"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import simpy
 
 from simulator.cost_models.base import CostModel
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.schedulers.base import Scheduler
 
 # num_resume_cached_tokens: prefix-cache hits of requests re-admitted in the step after preemption by recompute.

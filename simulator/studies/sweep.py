@@ -29,7 +29,7 @@ Any scenario field is an axis by its dotted path (``scheduler.chunk_size``,
 and models are plain values, checked when the scenario is built. Relative paths in
 ``base_overrides`` and axis values (``workload.trace``, ...) are relative to the sweep file.
 
-The load axis sets the arrival rate with ``simulator.capacity.with_rate``: ``rate`` in req/s, or
+The load axis sets the arrival rate with ``simulator.studies.capacity.with_rate``: ``rate`` in req/s, or
 ``rate_scale`` as multiples of ``native_rate_rps`` (a trace's own rate; a synthetic workload's
 ``workload.arrival.rate``). Without a load axis every configuration runs at its own rate.
 
@@ -47,7 +47,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from simulator.capacity import PERCENTILE_METRICS, CapacityCriterion, native_rate_rps, with_rate
+from simulator.studies.capacity import PERCENTILE_METRICS, CapacityCriterion, native_rate_rps, with_rate
 from simulator.errors import ScenarioError
 from simulator.scenario import _PATH_FIELDS, Scenario, load_scenario, parse_override, read_yaml_mapping
 
@@ -220,7 +220,7 @@ def load_sweep(path: str | Path) -> Sweep:
     apart; the capacity criterion; and that each configuration builds (model, GPU, parallelism,
     scheduler and router names, the trace).
     """
-    from simulator.simulation import Simulation
+    from simulator.engine.simulation import Simulation
 
     path = Path(path)
     source = str(path)

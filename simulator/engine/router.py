@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from simulator.errors import ScenarioError
-from simulator.request import Request
+from simulator.engine.request import Request
 from simulator.schedulers.base import Scheduler
 
 Router = Callable[[Request, Sequence[Scheduler]], int]

@@ -151,11 +151,11 @@ def parse_run(data: dict, source: str) -> MeasuredRun:
         if isinstance(value, (dict, list)):
             value = ...
         if err["type"] == "missing":
-            raise ScenarioError(source, field, ..., "missing field", "add it (see simulator/validate/run_format.py for the format)") from None
+            raise ScenarioError(source, field, ..., "missing field", "add it (see simulator/studies/validate/run_format.py for the format)") from None
         if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-            raise ScenarioError(source, field, value, "unknown field", "remove it (see simulator/validate/run_format.py for the format)") from None
+            raise ScenarioError(source, field, value, "unknown field", "remove it (see simulator/studies/validate/run_format.py for the format)") from None
         msg = err["msg"].removeprefix("Value error, ")
-        raise ScenarioError(source, field, value, msg, "give a value of the type and range the format takes (simulator/validate/run_format.py)") from None
+        raise ScenarioError(source, field, value, msg, "give a value of the type and range the format takes (simulator/studies/validate/run_format.py)") from None
 
 
 def load_run(path: str | Path) -> MeasuredRun:

@@ -5,7 +5,7 @@ Pareto frontier of the candidate replica configurations; cost per million output
 type and parallelism; the winner's latency distributions at the target rate (from its check
 run); how each of the cheapest candidates' capacity and cost move when every SLO bound is
 scaled; every candidate with its reason when infeasible. plotly.js is embedded once, as in
-``simulator.report``.
+``simulator.reports.run_report``.
 
 Costs are list prices per GPU-hour times GPUs (``simulator.specs.prices``); USD per million
 output tokens = (USD per hour) / (R x mean output tokens per request x 3600 s) x 1e6.
@@ -23,8 +23,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from rich.table import Table
 
-from simulator.plan import PlanResult, describe_slo
-from simulator.report import latency_cdf_figure, slo_thresholds, write_page
+from simulator.studies.plan import PlanResult, describe_slo
+from simulator.reports.run_report import latency_cdf_figure, slo_thresholds, write_page
 from simulator.specs.prices import GPU_PRICES
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
@@ -41,7 +41,7 @@ def write_plan_report(result: PlanResult, path: Path) -> Path:
     """Write the plan's report as one HTML file that works offline; return its path.
 
     Args:
-        result: from ``simulator.plan.run_plan``.
+        result: from ``simulator.studies.plan.run_plan``.
         path: where to write; missing parent folders are created.
     """
     plan, table = result.plan, result.table

@@ -15,7 +15,7 @@ a decode step crosses a block boundary, and all freed when it finishes or is pre
 keeps a watermark of free blocks so running requests can still grow (vLLM v0
 ``BlockSpaceManager.can_allocate``).
 
-Prefix caching (``simulator.prefix_cache.PrefixCachingBlockManager``) shares full prompt blocks
+Prefix caching (``simulator.engine.prefix_cache.PrefixCachingBlockManager``) shares full prompt blocks
 between requests; this manager answers its queries with "nothing cached", so schedulers call
 the same methods either way. Preemption by swap moves a request's blocks to CPU memory
 (``SwapSpace``), whose accounting the scheduler keeps.
@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulator.deployment import GIB, Deployment
-from simulator.request import Request
+from simulator.engine.deployment import GIB, Deployment
+from simulator.engine.request import Request
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ def write_report(
             ``kv_usage`` as a fraction, ``num_waiting``, ``num_running``, optionally ``role``:
             replicas of a DistServe pool are labelled with it); may be empty.
         summary: the metrics summary; scalars and nested dicts are rendered generically, an
-            optional ``"run"`` dict (``simulator.run_header``) becomes the "What ran" table and
+            optional ``"run"`` dict (``simulator.reports.run_header``) becomes the "What ran" table and
             the title's description, an optional ``"slo"`` dict (``{"ttft_s": 2.0, "tpot_s": 0.1, "e2e_s": None}``) adds
             threshold lines to the latency plots.
         title: the scenario name, the start of the page heading and ``<title>`` (``report_title``).
@@ -117,7 +117,7 @@ def report_title(name: str, run: Mapping[str, Any] | None) -> str:
         return name
     model = (run.get("model") or {}).get("name")
     pools = run.get("pools") or {}
-    from simulator.run_header import parallel_text
+    from simulator.reports.run_header import parallel_text
 
     shape = "; ".join(f"{'' if role == 'colocated' else role + ' '}{p.get('num_replicas')}x {parallel_text(p)}" for role, p in pools.items())
     sched = (run.get("scheduler") or {}).get("name")
@@ -126,8 +126,8 @@ def report_title(name: str, run: Mapping[str, Any] | None) -> str:
 
 
 def run_html(run: Mapping[str, Any]) -> str:
-    """The ``run`` section (``simulator.run_header``) as a two-column table of short lines."""
-    from simulator.run_header import header_rows
+    """The ``run`` section (``simulator.reports.run_header``) as a two-column table of short lines."""
+    from simulator.reports.run_header import header_rows
 
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td style=\"text-align: left\">{html.escape(text)}</td></tr>" for label, text in header_rows(run))
     return f"<table>{rows}</table>" if rows else "<p>No run description.</p>"

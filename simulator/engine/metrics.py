@@ -4,7 +4,7 @@ Definitions (part of the interface):
 
 * TTFT = first-token time - arrival time; the first token appears at the end of the iteration
   that finishes the prompt (under vLLM's async scheduling, after that iteration's GPU work and
-  its own host work, which may be after the next iteration started: ``simulator.replica``).
+  its own host work, which may be after the next iteration started: ``simulator.engine.replica``).
 * TPOT = (finish time - first-token time) / (output tokens - 1), for requests with more than one
   output token (NaN otherwise).
 * TBT = every gap between consecutive output tokens of a request; P50/P99 over all gaps.
@@ -26,8 +26,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from simulator.replica import ITERATION_COLUMNS
-from simulator.request import Request
+from simulator.engine.replica import ITERATION_COLUMNS
+from simulator.engine.request import Request
 from simulator.scenario import SLOConfig
 
 

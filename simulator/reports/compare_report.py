@@ -8,7 +8,7 @@ TBT, E2E) of each series at one rate.
 
 Metric definitions are DESIGN.md's (stated on the page, as in the run report). plotly.js is
 embedded once (about 4.8 MB); the data are a few hundred points per series (CDFs are drawn
-through each run's quantiles at ``simulator.compare.CDF_LEVELS``), so the page stays near that
+through each run's quantiles at ``simulator.studies.compare.CDF_LEVELS``), so the page stays near that
 size whatever the number of requests.
 """
 
@@ -24,11 +24,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from simulator.capacity import CapacityResult
-from simulator.report import DEFINITIONS, write_page
-from simulator.sweep import Sweep
+from simulator.studies.capacity import CapacityResult
+from simulator.reports.run_report import DEFINITIONS, write_page
+from simulator.studies.sweep import Sweep
 
-# CDF levels at which each run's latency quantiles are kept (``simulator.compare`` computes
+# CDF levels at which each run's latency quantiles are kept (``simulator.studies.compare`` computes
 # them in the workers): every 1 %, finer in the tail.
 CDF_LEVELS = np.unique(np.round(np.concatenate([np.linspace(0, 1, 101), np.linspace(0.9, 1, 51), np.linspace(0.99, 1, 21)]), 6))
 
@@ -40,7 +40,7 @@ CDF_PANELS = [("ttft_s", "TTFT", 1.0, "s"), ("tpot_s", "TPOT", 1e3, "ms"), ("tbt
 
 @dataclasses.dataclass(frozen=True)
 class CompareData:
-    """What the report shows (``simulator.compare.run_compare`` fills it).
+    """What the report shows (``simulator.studies.compare.run_compare`` fills it).
 
     Attributes:
         sweep: the expanded sweep.

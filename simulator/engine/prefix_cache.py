@@ -47,8 +47,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from simulator.kv_cache import BlockManager
-from simulator.request import Request
+from simulator.engine.kv_cache import BlockManager
+from simulator.engine.request import Request
 
 MOONCAKE_HASH_BLOCK_TOKENS = 512  # tokens per Mooncake trace ``hash_ids`` entry (trace README)
 # A cached block's key: a trace key (int), or (request_id, block index) for a block of one request's own.

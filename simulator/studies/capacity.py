@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simulator import metrics, simulation
-from simulator.batch import Batch
-from simulator.deployment import resolve_deployment
+from simulator.engine import metrics, simulation
+from simulator.engine.batch import Batch
+from simulator.engine.deployment import resolve_deployment
 from simulator.errors import ScenarioError
-from simulator.request import Request
-from simulator.run_cache import RunCache, file_fingerprint, run_key
+from simulator.engine.request import Request
+from simulator.studies.run_cache import RunCache, file_fingerprint, run_key
 from simulator.scenario import Scenario
-from simulator.simulation import Simulation
+from simulator.engine.simulation import Simulation
 from simulator.workload import _detect, _is_jsonl, load_workload
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
 
 # The first rate find_capacity tries, as a fraction of estimate_max_rate (see find_capacity).
 FIRST_GUESS_FRACTION = 0.8
-# Latency statistics of a run summary (``simulator.metrics.summarize``) that a percentile bound
+# Latency statistics of a run summary (``simulator.engine.metrics.summarize``) that a percentile bound
 # may name, with the percentiles each one reports.
 PERCENTILE_METRICS: dict[str, tuple[str, ...]] = {
     "ttft_s": ("p50", "p90", "p99"),

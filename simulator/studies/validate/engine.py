@@ -1,9 +1,9 @@
 """``servesim validate``: simulate each measured run and hold every prediction against the measurement.
 
-Each run (``simulator.validate.run_format``) becomes a scenario (its ``scenario.base`` with its
+Each run (``simulator.studies.validate.run_format``) becomes a scenario (its ``scenario.base`` with its
 ``scenario.set`` applied; relative paths there are relative to the run file), simulated on the
 local processes or Ray as ``compare`` does, each simulation cached by the hash of its full
-configuration (``simulator.run_cache``). For every statistic the run measured, the signed error
+configuration (``simulator.studies.run_cache``). For every statistic the run measured, the signed error
 is ``predicted / measured - 1`` (%; SLO attainment: the difference in points), and the run's
 verdict is ``ok`` when every error is within its ``tolerance``, else it names the worst one.
 The per-request distributions servesim predicts are kept as quantiles (``CDF_LEVELS``) for the
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.compare_report import CDF_LEVELS
+from simulator.reports.compare_report import CDF_LEVELS
 from simulator.errors import ScenarioError
-from simulator.run_cache import RunCache, run_key
+from simulator.studies.run_cache import RunCache, run_key
 from simulator.scenario import _PATH_FIELDS, PROFILE_SOURCE_KINDS, Scenario, load_scenario
-from simulator.validate.run_format import LATENCIES, RATES, MeasuredRun
+from simulator.studies.validate.run_format import LATENCIES, RATES, MeasuredRun
 
 # servesim's per-request column (or token gaps) for each measured metric under each definition.
 _COLUMNS = {("ttft_s", "send_to_first_token"): "ttft_s", ("tpot_s", "excluding_first_token"): "tpot_s",
@@ -86,7 +86,7 @@ class _RunTask:
     cache_folder: Path | None
 
     def __call__(self) -> dict:
-        from simulator.simulation import simulate
+        from simulator.engine.simulation import simulate
 
         cache = RunCache(self.cache_folder)
         key = run_key(self.scenario, {"validate": "stats+cdf", "levels": len(CDF_LEVELS)})
@@ -167,9 +167,9 @@ def validate(runs: list[MeasuredRun], cache_folder: Path | None, executor_kind: 
     Raises:
         ScenarioError: a run's scenario is invalid, or a simulation rejects it.
     """
-    from simulator.executors import make_executor
+    from simulator.studies.executors import make_executor
 
-    from simulator.simulation import resolve_deployments, scheduler_policy
+    from simulator.engine.simulation import resolve_deployments, scheduler_policy
 
     tasks = [_RunTask(scenario_for(run), str(run.path), cache_folder) for run in runs]
     for task in tasks:  # the cheap checks before any work starts: a bad run fails alone, with one line

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from simulator.request import Request
+from simulator.engine.request import Request
 
 _num_computed_tokens = attrgetter("num_computed_tokens")
 

@@ -1,0 +1,1 @@
+"""The event loop of one simulated deployment: requests, batches, KV cache blocks, replicas, routers and the run's metrics."""

@@ -1,0 +1,1 @@
+"""Report writers: the HTML pages, console tables and run headers of every command."""
