@@ -92,3 +92,37 @@ def check_invariants(sim, result) -> None:
     budget = sim.replicas[0].scheduler.token_budget
     assert (it["num_prefill_tokens"] + it["num_decode_tokens"] <= budget).all()
     assert (it["batch_size"] <= sim.scenario.scheduler.max_num_seqs).all()
+
+
+def log_axes_without_tick_format(page: str) -> tuple[int, list[str]]:
+    """(number of log axes, those among them without a ``tickformat``) in a written HTML report.
+
+    Scans the figure JSON plotly embeds: each ``"type":"log"`` is enclosed by its axis object,
+    found by matching braces outward from it.
+    """
+    found, bare, start = 0, [], 0
+    while (at := page.find('"type":"log"', start)) >= 0:
+        start = at + 1
+        depth, left = 0, at
+        while left > 0:
+            left -= 1
+            if page[left] == "}":
+                depth += 1
+            elif page[left] == "{":
+                if depth == 0:
+                    break
+                depth -= 1
+        depth, right = 0, at
+        while right < len(page):
+            if page[right] == "{":
+                depth += 1
+            elif page[right] == "}":
+                if depth == 0:
+                    break
+                depth -= 1
+            right += 1
+        axis = page[left:right + 1]
+        found += 1
+        if '"tickformat"' not in axis:
+            bare.append(axis[:200])
+    return found, bare

@@ -16,6 +16,7 @@ from simulator.reports.compare_report import CDF_LEVELS
 from simulator.schedulers import SCHEDULERS
 from simulator.engine.simulation import simulate
 from simulator.studies.sweep import load_sweep
+from tests.conftest import log_axes_without_tick_format
 
 # The first two registered policies (vllm and sarathi today); no list is hard-coded.
 POLICIES = [name for name in SCHEDULERS if name != "distserve"][:2]
@@ -68,6 +69,8 @@ def test_compare_writes_the_results_capacity_and_report(first_run):
     page = (out / "compare.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "Plotly" in page and all(name in page for name in POLICIES)
     assert (out / "compare.html").stat().st_size < 6_000_000
+    log_axes, bare = log_axes_without_tick_format(page)
+    assert log_axes > 0 and not bare, bare  # full numbers on log ticks, never a bare leading digit
 
 
 def test_a_grid_row_is_what_a_single_run_reports(first_run):

@@ -14,7 +14,7 @@ import simulator.engine.simulation
 from simulator.errors import ScenarioError
 from simulator.studies.executors import make_executor
 from simulator.studies.plan import enumerate_candidates, load_plan, pareto_frontier, replicas_needed, run_plan, scale_replicas, usd_per_million_output_tokens
-from tests.conftest import REPO
+from tests.conftest import REPO, log_axes_without_tick_format
 
 TINY = REPO / "tests" / "data" / "plan-tiny.yaml"
 
@@ -146,6 +146,8 @@ def test_tiny_plan_reports_infeasible_tp_and_writes_report(tmp_path):
     assert pd.read_parquet(tmp_path / "out" / "plan.parquet").shape == table.shape
     page = (tmp_path / "out" / "plan.html").read_text()
     assert "Recommendation" in page and "Pareto" in page and "plotly" in page.lower()
+    log_axes, bare = log_axes_without_tick_format(page)
+    assert log_axes > 0 and not bare, bare
     # A second run reads every simulation from the cache and gives the same table.
     again = subprocess.run(
         [sys.executable, "-m", "simulator.cli", "plan", str(TINY), "--out", str(tmp_path / "again"), "--cache-dir", str(tmp_path / "cache"), "--workers", "1", "-q"],

@@ -19,7 +19,7 @@ from simulator.studies.validate import load_sets
 from simulator.studies.validate.engine import _RunTask, compare_run, scenario_for, validate, verdict
 from simulator.reports.validate_report import write_validation
 from simulator.studies.validate.run_format import load_run
-from tests.conftest import one_line_error
+from tests.conftest import log_axes_without_tick_format, one_line_error
 
 SET = {"model.name": "llama-3-8b", "scheduler.name": "vllm_v1", "workload.num_requests": 40, "workload.concurrency": 4,
        "workload.prompt_tokens": {"distribution": "fixed", "value": 256}, "workload.output_tokens": {"distribution": "fixed", "value": 32}}
@@ -68,6 +68,8 @@ def test_a_folder_of_runs_validates_into_a_report_with_the_measured_distribution
     page = write_validation(result, tmp_path / "out")
     text = page.read_text()
     assert "Distributions: a" in text and "measured percentiles" in text and (tmp_path / "out" / "errors.csv").is_file()
+    log_axes, bare = log_axes_without_tick_format(text)
+    assert log_axes > 0 and not bare, bare
     again = validate(load_sets([str(runs_dir)]), tmp_path / "cache", workers=1, progress=False)
     assert again.verdicts["cached"].all() and again.errors.equals(result.errors)  # cached, identical
 

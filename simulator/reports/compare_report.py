@@ -27,6 +27,7 @@ from plotly.subplots import make_subplots
 from simulator.studies.capacity import CapacityResult
 from simulator.reports.run_report import DEFINITIONS, write_page
 from simulator.studies.sweep import Sweep
+from simulator.reports.axes import LOG_TICKS
 
 # CDF levels at which each run's latency quantiles are kept (``simulator.studies.compare`` computes
 # them in the workers): every 1 %, finer in the tail.
@@ -166,7 +167,7 @@ def capacity_figure(result: CompareData, colors: dict[str, str]) -> go.Figure:
             hovertemplate="run %{x}: %{y:.4g} req/s %{customdata}<extra>" + html.escape(label) + "</extra>",
         ), row=1, col=2)
     fig.update_yaxes(title_text="req/s", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="arrival rate (req/s)", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="arrival rate (req/s)", type="log", tickformat=LOG_TICKS, row=1, col=2)
     fig.update_xaxes(title_text="run", dtick=1, row=1, col=2)
     fig.update_layout(height=450, template="plotly_white")
     return fig
@@ -219,7 +220,7 @@ def latency_rate_figure(result: CompareData, colors: dict[str, str]) -> go.Figur
             if metric == f"{key}_s" and pct in ("p50", "p99"):
                 threshold(bound * scale, f"{pct.upper()} bound {bound * scale:g} {unit}", "dot", "black", row, 1 if pct == "p50" else 2)
     fig.update_xaxes(title_text="arrival rate (req/s)", row=len(RATE_LATENCIES))
-    fig.update_yaxes(type="log")  # overloaded series are orders of magnitude above the rest
+    fig.update_yaxes(type="log", tickformat=LOG_TICKS)  # overloaded series are orders of magnitude above the rest
     fig.update_layout(height=260 * len(RATE_LATENCIES), template="plotly_white", hovermode="closest")
     return fig
 
@@ -256,7 +257,7 @@ def criterion_figure(result: CompareData, colors: dict[str, str]) -> go.Figure |
         fig.add_trace(go.Scatter(x=span, y=[bound * 1e3] * 2, mode="lines+text", text=["", f"bound {bound * 1e3:g} ms"], textposition="top left",
                                  line={"dash": "dot", "color": "black", "width": 1}, showlegend=False, hoverinfo="skip"), row=1, col=col)
     fig.update_xaxes(title_text="arrival rate (req/s)")
-    fig.update_yaxes(type="log")
+    fig.update_yaxes(type="log", tickformat=LOG_TICKS)
     fig.update_layout(height=420, template="plotly_white")
     return fig
 
@@ -317,7 +318,7 @@ def cdf_figure(result: CompareData, colors: dict[str, str]) -> go.Figure | None:
     if not shown:
         return None
     for col, (_, name, _, unit) in enumerate(CDF_PANELS, start=1):
-        fig.update_xaxes(title_text=f"{name} ({unit}, log)", type="log", row=1, col=col)
+        fig.update_xaxes(title_text=f"{name} ({unit}, log)", type="log", tickformat=LOG_TICKS, row=1, col=col)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title_text="fraction (requests; TBT: token gaps)", row=1, col=1)
     fig.update_layout(title=f"at about {target:.3g} req/s ({'; '.join(shown)} req/s)", height=420, template="plotly_white")

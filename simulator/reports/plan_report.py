@@ -26,6 +26,7 @@ from rich.table import Table
 from simulator.studies.plan import PlanResult, describe_slo
 from simulator.reports.run_report import latency_cdf_figure, slo_thresholds, write_page
 from simulator.specs.prices import GPU_PRICES
+from simulator.reports.axes import LOG_TICKS
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
 TOP_ROWS = 15  # feasible candidates listed in the ranking table
@@ -168,8 +169,8 @@ def pareto_figure(table: pd.DataFrame) -> go.Figure:
         title=f"One replica: cost per hour against capacity (symbols: {legend})", template="plotly_white", height=520,
         xaxis_title="capacity of one replica (req/s)", yaxis_title="USD per replica-hour",
     )
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(type="log")
+    fig.update_xaxes(type="log", tickformat=LOG_TICKS)
+    fig.update_yaxes(type="log", tickformat=LOG_TICKS)
     return fig
 
 
@@ -256,7 +257,7 @@ def sensitivity_figure(result: PlanResult) -> go.Figure:
         fig.add_trace(go.Scatter(x=group["slo_factor"], y=group["capacity_rps"], mode="lines+markers", name=name, legendgroup=name, line={"color": color}), row=1, col=1)
         fig.add_trace(go.Scatter(x=group["slo_factor"], y=group["usd_per_hour_estimate"], mode="lines+markers", name=name, legendgroup=name, showlegend=False, line={"color": color, "shape": "hv"}), row=1, col=2)
     for col in (1, 2):
-        fig.update_xaxes(title_text="every SLO bound x factor", type="log", row=1, col=col)
+        fig.update_xaxes(title_text="every SLO bound x factor", type="log", tickformat=LOG_TICKS, row=1, col=col)
     fig.update_layout(template="plotly_white", height=460, title="How the cheapest candidates move as the SLOs tighten (< 1) or loosen (> 1)")
     return fig
 

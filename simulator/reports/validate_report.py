@@ -25,6 +25,7 @@ from simulator.reports.compare_report import CDF_LEVELS
 from simulator.reports.run_report import _figure_html, write_page
 from simulator.studies.validate.engine import ValidationResult, _column
 from simulator.studies.validate.run_format import LATENCIES
+from simulator.reports.axes import LOG_TICKS
 
 _LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 _LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2e_s": "E2E"}
@@ -46,8 +47,8 @@ def scatter_figure(errors: pd.DataFrame) -> go.Figure | None:
     low = float(min(lat["measured"].min(), lat["predicted"].min()) * 1e3 * 0.8)
     high = float(max(lat["measured"].max(), lat["predicted"].max()) * 1e3 * 1.25)
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal", line={"color": "black", "dash": "dot"}))
-    fig.update_xaxes(type="log", title="measured (ms)", exponentformat="none", minor={"showgrid": True})
-    fig.update_yaxes(type="log", title="servesim (ms)", exponentformat="none", minor={"showgrid": True})
+    fig.update_xaxes(type="log", tickformat=LOG_TICKS, title="measured (ms)", exponentformat="none", minor={"showgrid": True})
+    fig.update_yaxes(type="log", tickformat=LOG_TICKS, title="servesim (ms)", exponentformat="none", minor={"showgrid": True})
     fig.update_layout(height=560, title="servesim against the measurements, one point per run and statistic", legend={"orientation": "h"})
     return fig
 

@@ -1,0 +1,8 @@
+"""Axis conventions shared by the HTML reports."""
+
+#: d3-format for the tick labels of every log axis. Without a tick format, plotly labels the
+#: ticks between powers of ten with their leading digit alone (a "2" above "10" that means 20);
+#: with one it prints each tick's full value ("20", "50", "200", "0.05"). Units go in the axis
+#: title. (plotly.js ``src/plots/cartesian/axes.js``, ``formatLog``: a set ``tickformat`` takes
+#: precedence over the digit-only ``D1``/``D2`` labels.)
+LOG_TICKS = "~g"
