@@ -177,3 +177,12 @@ def test_no_requests_and_no_iterations_still_give_a_page(tmp_path: Path) -> None
 
     text = path.read_text(encoding="utf-8")
     assert "Empty summary." in text and "No iterations recorded." in text
+
+
+def test_long_figure_titles_are_broken_into_lines_that_fit() -> None:
+    from simulator.reports.axes import fit_title
+
+    long = "One replica: cost per hour against capacity (symbols: " + ", ".join(f"s{i}: vllm_v1 chunk_size={256 * i}" for i in range(8)) + ")"
+    lines = fit_title(long).split("<br>")
+    assert len(lines) > 1 and all(len(line) <= 90 for line in lines) and " ".join(lines) == long
+    assert fit_title("short") == "short"

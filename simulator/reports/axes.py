@@ -6,3 +6,15 @@
 #: title. (plotly.js ``src/plots/cartesian/axes.js``, ``formatLog``: a set ``tickformat`` takes
 #: precedence over the digit-only ``D1``/``D2`` labels.)
 LOG_TICKS = "~g"
+
+
+def fit_title(text: str, width: int = 90) -> str:
+    """``text`` broken into lines of at most ``width`` characters with ``<br>``, for a figure title.
+
+    plotly draws a title on one line and cuts it at the figure's edge; a title built from data (a
+    legend of schedulers, the series shown) can run past it. ``width`` 90 characters fits the
+    reports' figures at plotly's default 17 px title font in a 1,000 px wide page.
+    """
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width)) or text

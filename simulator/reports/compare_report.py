@@ -27,7 +27,7 @@ from plotly.subplots import make_subplots
 from simulator.studies.capacity import CapacityResult
 from simulator.reports.run_report import DEFINITIONS, write_page
 from simulator.studies.sweep import Sweep
-from simulator.reports.axes import LOG_TICKS
+from simulator.reports.axes import LOG_TICKS, fit_title
 
 # CDF levels at which each run's latency quantiles are kept (``simulator.studies.compare`` computes
 # them in the workers): every 1 %, finer in the tail.
@@ -321,7 +321,7 @@ def cdf_figure(result: CompareData, colors: dict[str, str]) -> go.Figure | None:
         fig.update_xaxes(title_text=f"{name} ({unit}, log)", type="log", tickformat=LOG_TICKS, row=1, col=col)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(title_text="fraction (requests; TBT: token gaps)", row=1, col=1)
-    fig.update_layout(title=f"at about {target:.3g} req/s ({'; '.join(shown)} req/s)", height=420, template="plotly_white")
+    fig.update_layout(title=fit_title(f"at about {target:.3g} req/s ({'; '.join(shown)} req/s)"), height=420, template="plotly_white")
     return fig
 
 

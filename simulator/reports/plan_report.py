@@ -26,7 +26,7 @@ from rich.table import Table
 from simulator.studies.plan import PlanResult, describe_slo
 from simulator.reports.run_report import latency_cdf_figure, slo_thresholds, write_page
 from simulator.specs.prices import GPU_PRICES
-from simulator.reports.axes import LOG_TICKS
+from simulator.reports.axes import LOG_TICKS, fit_title
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
 TOP_ROWS = 15  # feasible candidates listed in the ranking table
@@ -166,7 +166,7 @@ def pareto_figure(table: pd.DataFrame) -> go.Figure:
         ))
     legend = ", ".join(f"{SYMBOLS[i % len(SYMBOLS)]}: {s}" for i, s in enumerate(schedulers))
     fig.update_layout(
-        title=f"One replica: cost per hour against capacity (symbols: {legend})", template="plotly_white", height=520,
+        title=fit_title(f"One replica: cost per hour against capacity (symbols: {legend})"), template="plotly_white", height=520,
         xaxis_title="capacity of one replica (req/s)", yaxis_title="USD per replica-hour",
     )
     fig.update_xaxes(type="log", tickformat=LOG_TICKS)

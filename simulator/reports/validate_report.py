@@ -25,7 +25,7 @@ from simulator.reports.compare_report import CDF_LEVELS
 from simulator.reports.run_report import _figure_html, write_page
 from simulator.studies.validate.engine import ValidationResult, _column
 from simulator.studies.validate.run_format import LATENCIES
-from simulator.reports.axes import LOG_TICKS
+from simulator.reports.axes import LOG_TICKS, fit_title
 
 _LEVEL = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 _LABEL = {"ttft_s": "TTFT", "tpot_s": "TPOT", "itl_s": "ITL", "e2e_s": "E2E"}
@@ -78,7 +78,7 @@ def cdf_figure(result: ValidationResult, name: str) -> go.Figure | None:
                                      showlegend=i == 1), row=1, col=i)
         fig.update_xaxes(title_text="ms", row=1, col=i)
     fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02], row=1, col=1)
-    fig.update_layout(height=340, title=f"{name}: predicted and measured distributions", legend={"orientation": "h"})
+    fig.update_layout(height=340, title=fit_title(f"{name}: predicted and measured distributions"), legend={"orientation": "h"})
     return fig
 
 
