@@ -26,6 +26,9 @@ from profiler.sweeps import SweepConfig
 from simulator.specs.model import model_spec_from_hf_config
 from tests.conftest import REPO
 
+# Measuring runs torch (the `profile` extra); without it the whole path is skipped.
+pytest.importorskip("torch", reason="profiling needs torch (pip install -e '.[profile]')")
+
 SMALL = ["--max-tokens", "64", "--points-per-octave", "1", "--max-num-seqs", "8", "--max-context", "128", "--min-time-ms", "10"]
 
 
@@ -137,6 +140,7 @@ def test_all_reduce_is_measured_over_spawned_ranks():
 
 @pytest.mark.slow
 def test_triton_measurements_launch_the_kernels_with_their_documented_layouts():
+    pytest.importorskip("triton", reason="the Triton kernels need triton (pip install -e '.[profile]'; Linux only)")
     # The Triton interpreter runs the project's kernels on the CPU: every adapter's arguments
     # must pass the launchers' checks and produce outputs of the right shape.
     code = textwrap.dedent("""
