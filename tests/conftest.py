@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,12 +99,12 @@ def log_axes_without_tick_format(page: str) -> tuple[int, list[str]]:
     """(number of log axes, those among them without a ``tickformat``) in a written HTML report.
 
     Scans the figure JSON plotly embeds: each ``"type":"log"`` is enclosed by its axis object,
-    found by matching braces outward from it.
+    whose opening brace is found by matching braces leftward; the JSON decoder reads the object.
     """
+    decoder = json.JSONDecoder()
     found, bare, start = 0, [], 0
     while (at := page.find('"type":"log"', start)) >= 0:
-        start = at + 1
-        depth, left = 0, at
+        start, depth, left = at + 1, 0, at
         while left > 0:
             left -= 1
             if page[left] == "}":
@@ -112,17 +113,8 @@ def log_axes_without_tick_format(page: str) -> tuple[int, list[str]]:
                 if depth == 0:
                     break
                 depth -= 1
-        depth, right = 0, at
-        while right < len(page):
-            if page[right] == "{":
-                depth += 1
-            elif page[right] == "}":
-                if depth == 0:
-                    break
-                depth -= 1
-            right += 1
-        axis = page[left:right + 1]
+        axis, _ = decoder.raw_decode(page, left)
         found += 1
-        if '"tickformat"' not in axis:
-            bare.append(axis[:200])
+        if "tickformat" not in axis:
+            bare.append(json.dumps(axis)[:200])
     return found, bare

@@ -10,12 +10,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, servesim
 from tests.test_compare import SWEEP
 from tests.test_validate import write_run
 
@@ -48,8 +47,8 @@ def screenshot(page: Path, name: str, fallback: Path) -> Path:
     return target
 
 
-def servesim(*args: str, cwd: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "simulator.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def servesim_ok(*args: str, cwd: Path) -> None:
+    proc = servesim(*args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
 
 
@@ -57,15 +56,15 @@ def servesim(*args: str, cwd: Path) -> None:
 def pages(tmp_path_factory) -> dict[str, Path]:
     """One page of each type: run, compare, plan, validate."""
     tmp = tmp_path_factory.mktemp("pages")
-    servesim("run", "--set", "workload.num_requests=200", "--out", str(tmp / "run"), "-q", cwd=REPO)
+    servesim_ok("run", "--set", "workload.num_requests=200", "--out", str(tmp / "run"), "-q", cwd=REPO)
     sweep = tmp / "sweep.yaml"
     sweep.write_text(SWEEP.replace("workload.num_requests: 60", "workload.num_requests: 30"))
-    servesim("compare", str(sweep), "--out", str(tmp / "compare"), "--workers", "1", "-q", cwd=REPO)
-    servesim("plan", str(REPO / "tests" / "data" / "plan-tiny.yaml"), "--out", str(tmp / "plan"), "--cache-dir", str(tmp / "cache"), "--workers", "1", "-q", cwd=REPO)
+    servesim_ok("compare", str(sweep), "--out", str(tmp / "compare"), "--workers", "1", "-q", cwd=REPO)
+    servesim_ok("plan", str(REPO / "tests" / "data" / "plan-tiny.yaml"), "--out", str(tmp / "plan"), "--cache-dir", str(tmp / "cache"), "--workers", "1", "-q", cwd=REPO)
     runs = tmp / "runs"
     runs.mkdir()
     write_run(runs, "a", measured={"ttft_s": {"p50": 0.04, "p90": 0.08}, "tpot_s": {"p50": 0.01}})
-    servesim("validate", str(runs), "--out", str(tmp / "validate"), "--workers", "1", cwd=REPO)
+    servesim_ok("validate", str(runs), "--out", str(tmp / "validate"), "--workers", "1", cwd=REPO)
     found = {"run": tmp / "run" / "report.html", "compare": tmp / "compare" / "compare.html",
              "plan": tmp / "plan" / "plan.html", "validate": next((tmp / "validate").glob("*.html"))}
     assert all(page.is_file() for page in found.values()), found
