@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +75,22 @@ def test_a_folder_of_runs_validates_into_a_report_with_the_measured_distribution
     again = validate(load_sets([str(runs_dir)]), tmp_path / "cache", workers=1, progress=False)
     assert again.verdicts["cached"].all() and again.errors.equals(result.errors)  # cached, identical
 
+
+
+def test_validate_prints_its_tables_as_json_or_csv_for_a_pipe(tmp_path):
+    path = write_run(tmp_path, "toy", measured={"ttft_s": {"p50": 0.04, "p90": 0.08}, "tpot_s": {"mean": 0.01}})
+    base = [sys.executable, "-m", "simulator.cli", "validate", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]
+    as_json = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert as_json.returncode == 0, as_json.stderr
+    tables = json.loads(as_json.stdout)  # stdout holds the JSON document alone
+    assert [v["run"] for v in tables["verdicts"]] == ["toy"] and tables["verdicts"][0]["verdict"] in ("ok", "off")
+    assert {(e["metric"], e["stat"]) for e in tables["errors"]} == {("ttft_s", "p50"), ("ttft_s", "p90"), ("tpot_s", "mean")}
+    assert all(isinstance(e["error"], float) for e in tables["errors"])
+    as_csv = subprocess.run([*base, "--format", "csv"], capture_output=True, text=True, timeout=300)
+    assert as_csv.returncode == 0, as_csv.stderr
+    frame = pd.read_csv(io.StringIO(as_csv.stdout))
+    written = pd.read_csv(tmp_path / "out" / "errors.csv")
+    assert list(frame["metric"]) == list(written["metric"]) and np.allclose(frame["error"], written["error"])
 
 BAD = {
     "missing measured": ({"measured": None}, ["measured", "missing field"]),

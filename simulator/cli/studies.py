@@ -11,7 +11,7 @@ from simulator.cli.errors import check_out as _check_out
 from simulator.cli.errors import fail as _fail
 from simulator.cli.errors import os_error as _os_error
 from simulator.errors import ScenarioError
-from simulator.reports.tables import print_table
+from simulator.reports.tables import FORMATS, emit, frame_table, print_table
 from simulator.reports.tables import console as _console
 
 
@@ -108,8 +108,11 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
 @click.option("--workers", type=click.IntRange(min=1), help="Local worker processes or Ray tasks in flight (default: every CPU).")
 @click.option("--waves", type=click.IntRange(min=1), default=4, show_default=True, help="Requests per client for closed-loop sets (aiconfigurator:silicon_sample).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache (<out>/cache).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="Print the verdicts and error summary as tables, both tables as JSON, or the signed errors (errors.csv's rows) as CSV.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, address: str | None, workers: int | None, waves: int, no_cache: bool, quiet: bool) -> None:
+def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, address: str | None, workers: int | None, waves: int, no_cache: bool,
+                     fmt: str, quiet: bool) -> None:
     """Simulate measured runs of real engines and report servesim's error on each.
 
     RUNS are measured-run .yaml files, folders of them, aiconfigurator:silicon_sample (the
@@ -123,10 +126,14 @@ def validate_command(runs: tuple[str, ...], out_dir: Path, executor_kind: str, a
     _check_out(out_dir, "--out")
     try:
         loaded = load_sets(list(runs), waves)
-        result = validate(loaded, None if no_cache else out_dir / "cache", executor_kind, workers, address, progress=not quiet)
+        result = validate(loaded, None if no_cache else out_dir / "cache", executor_kind, workers, address, progress=not quiet and fmt == "table")
         page = write_validation(result, out_dir)
     except ScenarioError as e:
         _fail(e)
+    if fmt != "table":
+        tables = [frame_table("verdicts", "verdicts", result.verdicts), frame_table("errors", "signed errors", result.errors)]
+        emit(tables if fmt == "json" else tables[1:], fmt)
+        return
     if quiet:
         return
     table = Table(title=f"servesim validate: {len(loaded)} runs")

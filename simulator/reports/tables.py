@@ -134,6 +134,13 @@ class TableData:
         return [{col.field_name: _plain(v) for col, v in zip(self.columns, row)} for row in self.rows]
 
 
+def frame_table(key: str, title: str, frame: Any) -> TableData:
+    """A pandas DataFrame as a ``TableData``: one column per frame column (its name as heading and
+    key, numbers right-aligned), one row per frame row, values as stored."""
+    columns = [Column(str(c), justify="right" if frame[c].dtype.kind in "fiu" else "left") for c in frame.columns]
+    return TableData(key, title, columns, [list(row) for row in frame.itertuples(index=False)])
+
+
 def _plain(value: Any) -> Any:
     """A value JSON can hold: numpy scalars as Python numbers, NaN as None, others as given."""
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
