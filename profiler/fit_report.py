@@ -18,6 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from simulator.reports.axes import LOG_TICKS
+
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
@@ -53,8 +55,8 @@ def write_fit_html(report: dict[str, Any], points: pd.DataFrame | None, path: Pa
                                      text=sub["shape"], hovertemplate="%{text}<br>measured %{x:.1f} us<br>predicted %{y:.1f} us<extra></extra>",
                                      showlegend=False), row=r, col=c)
             fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": "grey", "dash": "dot"}, showlegend=False, hoverinfo="skip"), row=r, col=c)
-            fig.update_xaxes(type="log", title_text="measured (us)", row=r, col=c)
-            fig.update_yaxes(type="log", title_text="predicted (us)", row=r, col=c)
+            fig.update_xaxes(type="log", tickformat=LOG_TICKS, title_text="measured (us)", row=r, col=c)
+            fig.update_yaxes(type="log", tickformat=LOG_TICKS, title_text="predicted (us)", row=r, col=c)
         fig.update_annotations(font_size=11)
         fig.update_layout(height=320 * nrows, margin={"l": 40, "r": 20, "t": 40, "b": 40})
         figure_html = fig.to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False})

@@ -16,6 +16,7 @@ from profiler.fit import RUNTIME_MODEL, RUNTIME_TABLES, fit_bundle
 from profiler.sweeps import SweepConfig
 from profiler.timer import Timing
 from simulator.specs.model import model_spec_from_hf_config
+from tests.conftest import log_axes_without_tick_format
 
 TINY = model_spec_from_hf_config(TINY_MODEL_CONFIG, name="tiny-llama")
 SMALL_SWEEP = SweepConfig.for_device("cpu").replace(max_tokens=192, points_per_octave=2, max_num_seqs=32, max_context=512)
@@ -106,6 +107,8 @@ def test_fit_report_names_every_operator_with_its_errors(fitted):
         assert e["model"] in e["candidates"]
     html = (root / "fit_report.html").read_text()
     assert "plotly" in html and "qkv_proj" in html and "<script" in html
+    log_axes, bare = log_axes_without_tick_format(html)
+    assert log_axes > 0 and not bare, bare  # every log axis labels its ticks with full numbers
     # The all-reduce of a one-GPU bundle is the link model: never fitted, listed as such.
     assert json.loads((root / RUNTIME_MODEL).read_text())["all_reduce_link_model_tps"] == [2]
 

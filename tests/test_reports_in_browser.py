@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO, servesim
 from tests.test_compare import SWEEP
+from tests.test_profiler_fit import synthetic_bundle
 from tests.test_validate import write_run
 
 CHROMIUM = next((found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
@@ -54,7 +55,7 @@ def servesim_ok(*args: str, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> dict[str, Path]:
-    """One page of each type: run, compare, plan, validate."""
+    """One page of each type: run, compare, plan, fit, validate."""
     tmp = tmp_path_factory.mktemp("pages")
     servesim_ok("run", "--set", "workload.num_requests=200", "--out", str(tmp / "run"), "-q", cwd=REPO)
     sweep = tmp / "sweep.yaml"
@@ -65,13 +66,15 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     runs.mkdir()
     write_run(runs, "a", measured={"ttft_s": {"p50": 0.04, "p90": 0.08}, "tpot_s": {"p50": 0.01}})
     servesim_ok("validate", str(runs), "--out", str(tmp / "validate"), "--workers", "1", cwd=REPO)
+    servesim_ok("fit", str(synthetic_bundle(tmp / "profile")), "-q", cwd=REPO)
     found = {"run": tmp / "run" / "report.html", "compare": tmp / "compare" / "compare.html",
-             "plan": tmp / "plan" / "plan.html", "validate": next((tmp / "validate").glob("*.html"))}
+             "plan": tmp / "plan" / "plan.html", "validate": next((tmp / "validate").glob("*.html")),
+             "fit": tmp / "profile" / "fit_report.html"}
     assert all(page.is_file() for page in found.values()), found
     return found
 
 
-@pytest.mark.parametrize("kind", ["run", "compare", "plan", "validate"])
+@pytest.mark.parametrize("kind", ["run", "compare", "plan", "fit", "validate"])
 def test_page_renders_without_console_messages_or_empty_plots(pages, kind, tmp_path):
     dom, messages = render(pages[kind])
     assert messages == [], messages
