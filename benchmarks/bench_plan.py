@@ -48,7 +48,7 @@ ENTRY_POINTS = {
     "watch": ("simulator/studies/capacity.py", "missed"),
     "estimate": ("simulator/studies/capacity.py", "estimate_max_rate"),
     "cache": ("simulator/studies/run_cache.py", "run_key"),
-    "total": ("simulator/studies/plan.py", "run_capacity_task"),
+    "total": ("simulator/studies/plan/tasks.py", "run_capacity_task"),
 }
 
 
