@@ -265,10 +265,23 @@ class SLOConfig:
 
 @_frozen
 class OutputConfig:
-    """Where results go."""
+    """Where results go, and how much of the run is kept to compute them.
+
+    ``token_gaps``: ``exact`` keeps every output token's time per request (TBT percentiles exact,
+    8 bytes a token); ``histogram`` keeps only a log histogram of the gaps
+    (``simulator.engine.token_gaps``: percentiles within 0.5 %, mean and max exact), so memory
+    does not grow with output tokens, and ``SimulationResult.tbt_s`` is empty.
+    ``iterations``: ``full`` keeps one record per iteration (``iterations.parquet``, the report's
+    per-step figures); ``sampled`` keeps every ``iteration_sample_every``-th iteration of each
+    replica; ``none`` keeps none. The summary's iteration statistics are exact in every mode
+    (accumulated online).
+    """
 
     dir: str | None = None  # default: reports/runs/<scenario name>
     report: bool = True  # write the HTML report
+    token_gaps: Literal["exact", "histogram"] = "exact"
+    iterations: Literal["full", "sampled", "none"] = "full"
+    iteration_sample_every: PositiveInt = 100  # sampled: keep iterations 0, k, 2k, ... of each replica
 
 
 @_frozen

@@ -16,7 +16,9 @@ Definitions (part of the interface):
 * Prefix cache hit rate = prompt tokens found in the prefix cache when each request was first
   scheduled (``num_cached_tokens``) / all prompt tokens.
 
-Percentiles are numpy's linear interpolation between order statistics.
+Percentiles are numpy's linear interpolation between order statistics; with
+``output.token_gaps: histogram`` TBT percentiles are read from a log histogram, within
+``QUANTILE_RELATIVE_ERROR`` of that (``simulator.engine.token_gaps``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 
 from simulator.engine.replica import ITERATION_COLUMNS
 from simulator.engine.request import Request
+from simulator.engine.token_gaps import QUANTILE_RELATIVE_ERROR, TokenGapHistogram
 from simulator.scenario import SLOConfig
 
 
@@ -93,8 +96,28 @@ def _stats(values: pd.Series | np.ndarray, keys: tuple[str, ...] = ("mean", "p50
     return out
 
 
-def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarray, slo: SLOConfig) -> dict:
+def iteration_totals(replicas: list) -> dict:
+    """Exact iteration statistics from the replicas' online counters (``Replica.num_iterations``,
+    ``total_batch_size``, ``total_kv_usage``, ``num_resume_cached_tokens``): the summary's
+    ``num_iterations``, ``mean_batch_size``, ``mean_kv_usage`` and ``num_resume_cached_tokens``
+    when not every iteration's record was kept."""
+    n = sum(r.num_iterations for r in replicas)
+    return {
+        "num_resume_cached_tokens": sum(r.num_resume_cached_tokens for r in replicas),
+        "num_iterations": n,
+        "mean_batch_size": sum(r.total_batch_size for r in replicas) / n if n else 0.0,
+        "mean_kv_usage": math.fsum(r.total_kv_usage for r in replicas) / n if n else 0.0,
+    }
+
+
+def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarray, slo: SLOConfig,
+              token_gaps: TokenGapHistogram | None = None, totals: dict | None = None) -> dict:
     """The run's summary (the keys of ``summary.json``; times in s, rates per s).
+
+    ``token_gaps``: the run's gap histogram (``output.token_gaps: histogram``): TBT percentiles
+    are read from it (within its error bound) instead of ``tbt_s``, and a ``token_gaps`` entry
+    gives the exact count, mean and max. ``totals``: iteration statistics from
+    ``iteration_totals``, used instead of ``iterations`` (which then holds a sample or nothing).
 
     Raises nothing; a run with no finished request reports zero throughput and None latencies.
     """
@@ -106,7 +129,7 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarra
     num_output = int(done["num_output_tokens"].sum())
     num_total = num_output + int(done["num_prompt_tokens"].sum())
     num_good = int(requests["meets_slo"].sum())
-    return {
+    summary = {
         "num_requests": int(len(requests)),
         "num_completed": int(len(done)),
         "duration_s": duration,
@@ -116,7 +139,7 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarra
         "ttft_s": _stats(done["ttft_s"]),
         "tpot_s": _stats(done["tpot_s"]),
         "e2e_s": _stats(done["e2e_s"]),
-        "tbt_s": _stats(tbt_s, ("p50", "p99")),
+        "tbt_s": _stats(tbt_s, ("p50", "p99")) if token_gaps is None else token_gaps.stats(("p50", "p99")),
         "normalized_e2e_s": _stats(done["normalized_e2e_s"]),
         "scheduling_delay_s": _stats(done["scheduling_delay_s"]),
         "slo": {"ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s, "e2e_s": slo.e2e_s},
@@ -134,3 +157,10 @@ def summarize(requests: pd.DataFrame, iterations: pd.DataFrame, tbt_s: np.ndarra
         "mean_batch_size": float(iterations["batch_size"].mean()) if len(iterations) else 0.0,
         "mean_kv_usage": float(iterations["kv_usage"].mean()) if len(iterations) else 0.0,
     }
+    if totals is not None:
+        summary |= totals
+    if token_gaps is not None:
+        summary["token_gaps"] = {"kept": "histogram", "count": token_gaps.count, "mean_s": token_gaps.mean(),
+                                 "max_s": token_gaps.max_s if token_gaps.count else None,
+                                 "quantile_relative_error": QUANTILE_RELATIVE_ERROR}
+    return summary

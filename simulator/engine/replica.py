@@ -4,7 +4,8 @@ Each iteration: the scheduler picks a batch, the replica waits the cost model's 
 the PCIe time of any KV blocks swapped for it: vLLM v0 runs cache swaps before the forward pass
 of the same step, one block after another), the scheduler folds the results back. With nothing
 to run, the replica sleeps on an event that the next arriving request triggers. Per-iteration
-records go into plain column lists, turned into a DataFrame after the run.
+records are tuples in a list (all, every k-th, or none: ``keep_iterations``), turned into a
+DataFrame after the run; counters for the summary cover every iteration.
 
 Host time. The step time is GPU work plus the cost model's ``host_time`` (scheduling, input
 preparation, output processing). By default they run in series: steps start ``step_time``
@@ -49,9 +50,22 @@ class Replica:
     def __init__(self, env: simpy.Environment, replica_id: int, scheduler: Scheduler, cost_model: CostModel, on_finish: Callable[[Request], None]) -> None:
         self.env, self.replica_id, self.scheduler, self.cost_model = env, replica_id, scheduler, cost_model
         self.on_finish = on_finish
-        self.records: list[tuple] = []  # one tuple per iteration, fields as ITERATION_COLUMNS
+        self.records: list[tuple] = []  # one tuple per kept iteration, fields as ITERATION_COLUMNS
+        self.keep_every: int | None = 1  # keep iterations 0, k, 2k, ... (1: all; None: none)
+        # Exact over every iteration, whichever are kept: for the summary.
+        self.num_iterations = 0
+        self.total_batch_size = 0
+        self.total_kv_usage = 0.0
+        self.num_resume_cached_tokens = 0
         self._wakeup: simpy.Event | None = None
         self.process = env.process(self._run())
+
+    def keep_iterations(self, every: int | None) -> None:
+        """Keep the record of every ``every``-th iteration (1: all, the default; None: none).
+
+        Call before the run starts; the summary counters above cover every iteration anyway."""
+        assert every is None or every >= 1, f"keep every {every}-th iteration: must be >= 1 or None"
+        self.keep_every = every
 
     def add_request(self, request: Request) -> None:
         """Hand an arriving request to this replica's scheduler; wake the replica if idle.
@@ -76,7 +90,7 @@ class Replica:
         block_transfer_s = scheduler.swap_space.block_transfer_s
         host_time = getattr(cost_model, "host_time", None) if scheduler.async_scheduling else None
         record = self.records.append
-        replica_id, iteration = self.replica_id, 0
+        replica_id, iteration, keep_every = self.replica_id, 0, self.keep_every
         last_token_time, num_resume_cached = 0.0, 0
         while True:
             batch = scheduler.schedule(env.now)
@@ -101,10 +115,16 @@ class Replica:
                 token_time = last_token_time = max(start + step_time, last_token_time)
             resumed = scheduler.num_resume_cached_tokens - num_resume_cached
             num_resume_cached += resumed
-            record((replica_id, iteration, start, env.now, len(batch.requests), batch.num_prefill_tokens,
-                    batch.num_decode_tokens, used, used / block_manager.num_blocks, num_waiting, num_running,
-                    batch.num_preemptions, resumed))
+            kv_usage = used / block_manager.num_blocks
+            if keep_every is not None and iteration % keep_every == 0:
+                record((replica_id, iteration, start, env.now, len(batch.requests), batch.num_prefill_tokens,
+                        batch.num_decode_tokens, used, kv_usage, num_waiting, num_running,
+                        batch.num_preemptions, resumed))
             iteration += 1
+            self.num_iterations = iteration
+            self.total_batch_size += len(batch.requests)
+            self.total_kv_usage += kv_usage
+            self.num_resume_cached_tokens = num_resume_cached
             finished = scheduler.on_step_end(batch, token_time)
             if finished and token_time > env.now:
                 env.process(self._finish_later(finished, token_time - env.now))

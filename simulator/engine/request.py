@@ -71,8 +71,10 @@ class Request:
     first_scheduled_time: float | None = None
     first_token_time: float | None = None
     finish_time: float | None = None
-    # Time each output token appeared (s); compact doubles, since a trace makes millions.
+    # Time each output token appeared (s); compact doubles, since a trace makes millions. Empty
+    # when the run keeps token gaps in a histogram instead (``output.token_gaps: histogram``).
     token_times: array = field(default_factory=lambda: array("d"))
+    last_token_time: float | None = None  # when the latest output token appeared (s)
 
     @property
     def num_tokens(self) -> int:

@@ -30,6 +30,7 @@ from simulator.engine.kv_transfer import link_bandwidth_and_latency
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
 from simulator.engine.router import make_router
+from simulator.engine.token_gaps import TokenGapHistogram
 from simulator.scenario import Scenario
 from simulator.schedulers import SCHEDULERS, Scheduler
 from simulator.workload import Workload, load_workload
@@ -39,7 +40,8 @@ ROLES = ("colocated", "prefill", "decode")  # instance roles, the categories of 
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """What a run produced: per-request and per-iteration tables, all token gaps, the summary.
+    """What a run produced: per-request and per-iteration tables, all token gaps (or their
+    histogram), the summary. ``iterations`` holds the kept iterations (``output.iterations``).
 
     ``deployment`` is the colocated replicas' (disaggregated: the prefill pool's);
     ``deployments`` has each pool's by instance role, ``replica_roles`` each replica id's role.
@@ -54,6 +56,7 @@ class SimulationResult:
     summary: dict
     deployments: dict[str, Deployment] = dataclasses.field(default_factory=dict)
     replica_roles: dict[int, str] = dataclasses.field(default_factory=dict)
+    token_gap_histogram: TokenGapHistogram | None = None  # output.token_gaps: histogram (then tbt_s is empty)
 
 
 def scheduler_policy(scenario: Scenario, source: str = "<scenario>") -> type[Scheduler]:
@@ -222,6 +225,13 @@ class Simulation:
             self.replicas = cluster.replicas
             self.replica_roles = cluster.roles
             dispatch = cluster.add_request
+        out = scenario.output
+        self.token_gap_histogram = TokenGapHistogram() if out.token_gaps == "histogram" else None
+        keep_every = {"full": 1, "sampled": out.iteration_sample_every, "none": None}[out.iterations]
+        for replica in self.replicas:
+            replica.keep_iterations(keep_every)
+            if self.token_gap_histogram is not None:
+                replica.scheduler.record_token_gaps(self.token_gap_histogram)
         self.closed_loop: ClosedLoop | None = None
         load = scenario.workload
         if load.concurrency is not None:
@@ -253,7 +263,7 @@ class Simulation:
             # queue: a run counts as stalled after 1,000 slices past the last arrival with no step.
             last_arrival, idle_slices, steps = requests[-1].arrival_time, 0, -1
             while self.num_finished < len(requests):
-                now_steps = sum(len(replica.records) for replica in self.replicas)
+                now_steps = sum(replica.num_iterations for replica in self.replicas)
                 idle_slices = idle_slices + 1 if now_steps == steps and env.now > last_arrival else 0
                 steps = now_steps
                 if env.peek() == float("inf") or idle_slices > 1000:
@@ -266,8 +276,10 @@ class Simulation:
         iteration_df = metrics.iteration_table([row for replica in self.replicas for row in replica.records])
         roles = np.array([ROLES.index(self.replica_roles[i]) for i in range(len(self.replicas))], dtype=np.int8)
         iteration_df["role"] = pd.Categorical.from_codes(roles[iteration_df["replica_id"].to_numpy(dtype=np.int64)], categories=list(ROLES))
-        tbt = metrics.token_gaps(requests)
-        summary = metrics.summarize(request_df, iteration_df, tbt, slo)
+        histogram = self.token_gap_histogram
+        tbt = metrics.token_gaps(requests) if histogram is None else np.empty(0)
+        totals = None if self.scenario.output.iterations == "full" else metrics.iteration_totals(self.replicas)
+        summary = metrics.summarize(request_df, iteration_df, tbt, slo, histogram, totals)
         summary["num_skipped_requests"] = self.workload.num_skipped
         summary["num_truncated_outputs"] = self.workload.num_truncated_outputs
         if self.cluster is None:
@@ -282,7 +294,8 @@ class Simulation:
         summary["run"] = describe_run(self.scenario, self.deployments, self.replicas, self.replica_roles,
                                       request_df["arrival_time"].to_numpy(), summary["request_throughput_rps"])
         summary["wall_time_s"] = time.perf_counter() - wall_start
-        return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary, self.deployments, self.replica_roles)
+        return SimulationResult(self.scenario, self.deployment, self.workload, request_df, iteration_df, tbt, summary, self.deployments,
+                                self.replica_roles, histogram)
 
 
 def simulate(scenario: Scenario, source: str = "<scenario>", progress: bool = False) -> SimulationResult:

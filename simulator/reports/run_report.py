@@ -98,11 +98,15 @@ def write_report(
         ("Latency distributions", _figure_html(latency_cdf_figure(requests, slo))),
         ("Latency over time", _figure_html(latency_over_time_figure(requests, slo))),
     ]
-    iteration_fig = iteration_figure(iterations)
+    # output.iterations: sampled keeps one iteration in k; the token rates are scaled back up by k.
+    num_iterations = summary.get("num_iterations", len(iterations))
+    sample_factor = num_iterations / len(iterations) if len(iterations) and num_iterations > len(iterations) else 1.0
+    iteration_fig = iteration_figure(iterations, sample_factor)
+    note = f"<p>About one iteration in {sample_factor:.0f} kept (output.iterations: sampled); token rates scaled up to match.</p>" if sample_factor > 1 else ""
     sections.append(
         (
             "Iterations over time",
-            _figure_html(iteration_fig) if iteration_fig is not None
+            note + _figure_html(iteration_fig) if iteration_fig is not None
             else "<p>No iterations recorded.</p>",
         )
     )
@@ -309,18 +313,21 @@ def latency_over_time_figure(requests: pd.DataFrame, slo: Mapping[str, float]) -
     return fig
 
 
-def iteration_figure(iterations: pd.DataFrame) -> go.Figure | None:
+def iteration_figure(iterations: pd.DataFrame, sample_factor: float = 1.0) -> go.Figure | None:
     """Per-iteration state over simulation time (s), one line per replica, six stacked subplots.
 
     Iterations are grouped into equal time bins by their start time (see ``bin_iterations``):
     batch size (requests, mean per iteration in the bin), prefill and decode tokens/s (tokens of
     the bin's iterations / bin width), KV-cache usage (% of blocks, mean), waiting and running
     requests (mean). Empty bins (idle replica) show 0 tokens/s and gaps elsewhere. Returns
-    ``None`` when there are no iterations.
+    ``None`` when there are no iterations. ``sample_factor``: iterations run per iteration kept
+    (``output.iterations: sampled``); token rates are multiplied by it.
     """
     if iterations.empty:
         return None
     bins = bin_iterations(iterations)
+    bins["prefill_tokens_per_s"] *= sample_factor
+    bins["decode_tokens_per_s"] *= sample_factor
     width = float(bins.attrs["bin_width_s"])
     panels = [
         ("batch_size", "Batch size (mean per iteration)", "requests"),

@@ -16,6 +16,7 @@ Routers read a scheduler's state: ``len(waiting)``, ``len(running)``, ``len(swap
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import deque
 from operator import attrgetter
 
@@ -24,6 +25,7 @@ from simulator.errors import ScenarioError
 from simulator.engine.kv_cache import BlockManager, SwapSpace
 from simulator.engine.prefix_cache import PrefixCachingBlockManager
 from simulator.engine.request import Request, RequestStatus
+from simulator.engine.token_gaps import FLUSH_AT, TokenGapHistogram
 from simulator.scenario import SchedulerConfig
 
 _request_id = attrgetter("request_id")
@@ -86,6 +88,9 @@ class Scheduler:
         self.num_free_cpu_blocks = self.swap_space.num_blocks
         self._num_cpu_blocks_held: dict[int, int] = {}  # request_id -> its blocks in CPU memory
         self._num_swap_pending = 0  # blocks moved since the last batch was handed out
+        # Token gaps buffer of the run's TokenGapHistogram; None: times kept per request.
+        self.token_gaps: array | None = None
+        self.token_gap_histogram: TokenGapHistogram | None = None
 
     @property
     def token_budget(self) -> int:
@@ -253,6 +258,21 @@ class Scheduler:
         request.finish_time = now
         self.block_manager.free(request)
 
+    def record_token_gaps(self, histogram: TokenGapHistogram) -> None:
+        """Keep token gaps in ``histogram`` (shared by the run's replicas) instead of every
+        output token's time in ``Request.token_times`` (``output.token_gaps: histogram``)."""
+        self.token_gap_histogram = histogram
+        self.token_gaps = histogram.buffer
+
+    def _record_token(self, request: Request, now: float) -> None:
+        """Record an output token of ``request`` sampled at ``now`` (s)."""
+        gaps = self.token_gaps
+        if gaps is None:
+            request.token_times.append(now)
+        elif request.last_token_time is not None:
+            gaps.append(now - request.last_token_time)
+        request.last_token_time = now
+
     def on_step_end(self, batch: Batch, now: float) -> list[Request]:
         """Fold a finished step back into its requests at time ``now`` (s).
 
@@ -260,22 +280,36 @@ class Scheduler:
             The requests that finished in this step (their KV blocks are already freed).
         """
         finished: list[Request] = []
+        gaps = self.token_gaps
         if not batch.num_prefill_tokens and batch.num_sampled_tokens == len(batch.requests):
             # Every entry is a decode that samples (the common step): the same updates, fewer checks.
-            for request in batch.requests:
-                request.num_computed_tokens += 1
-                generated = request.num_generated_tokens = request.num_generated_tokens + 1
-                request.token_times.append(now)
-                if generated == request.num_output_tokens:
-                    self._finish(request, now)
-                    finished.append(request)
+            if gaps is None:
+                for request in batch.requests:
+                    request.num_computed_tokens += 1
+                    generated = request.num_generated_tokens = request.num_generated_tokens + 1
+                    request.token_times.append(now)
+                    request.last_token_time = now
+                    if generated == request.num_output_tokens:
+                        self._finish(request, now)
+                        finished.append(request)
+            else:  # a decode always follows an earlier token of the same request
+                add_gap = gaps.append
+                for request in batch.requests:
+                    request.num_computed_tokens += 1
+                    generated = request.num_generated_tokens = request.num_generated_tokens + 1
+                    add_gap(now - request.last_token_time)
+                    request.last_token_time = now
+                    if generated == request.num_output_tokens:
+                        self._finish(request, now)
+                        finished.append(request)
         else:
+            record_token = self._record_token
             for request, num_new_tokens in zip(batch.requests, batch.num_new_tokens):
                 computed = request.num_computed_tokens = request.num_computed_tokens + num_new_tokens
                 generated = request.num_generated_tokens
                 if computed == request.num_prompt_tokens + generated:  # all computed: sample a token
                     generated = request.num_generated_tokens = generated + 1
-                    request.token_times.append(now)
+                    record_token(request, now)
                     if request.first_token_time is None:
                         request.first_token_time = now
                     if generated == request.num_output_tokens:
@@ -283,4 +317,6 @@ class Scheduler:
                         finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
+        if gaps is not None and len(gaps) >= FLUSH_AT:
+            self.token_gap_histogram.flush()
         return finished

@@ -82,7 +82,7 @@ class StaticScheduler(Scheduler):
             request.num_computed_tokens += num_new_tokens
             if request.num_computed_tokens == request.num_tokens:  # all computed: sample a token
                 request.num_generated_tokens += 1
-                request.token_times.append(now)
+                self._record_token(request, now)
                 if request.first_token_time is None:
                     request.first_token_time = now
                 if request.num_generated_tokens == request.num_output_tokens:
