@@ -274,7 +274,10 @@ class OutputConfig:
     ``iterations``: ``full`` keeps one record per iteration (``iterations.parquet``, the report's
     per-step figures); ``sampled`` keeps every ``iteration_sample_every``-th iteration of each
     replica; ``none`` keeps none. The summary's iteration statistics are exact in every mode
-    (accumulated online).
+    (accumulated online). ``keep_requests``: keep one ``Request`` object per request for the
+    run's life (``Simulation.workload.requests``); false makes each from the workload's columns
+    when it arrives and copies its results into numpy columns when it finishes
+    (``simulator.engine.request_columns``), so memory follows the requests in flight.
     """
 
     dir: str | None = None  # default: reports/runs/<scenario name>
@@ -282,6 +285,7 @@ class OutputConfig:
     token_gaps: Literal["exact", "histogram"] = "exact"
     iterations: Literal["full", "sampled", "none"] = "full"
     iteration_sample_every: PositiveInt = 100  # sampled: keep iterations 0, k, 2k, ... of each replica
+    keep_requests: bool = True
 
 
 @_frozen

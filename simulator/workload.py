@@ -81,7 +81,46 @@ class Workload:
     num_truncated_outputs: int
 
 
+@dataclass(frozen=True, slots=True)
+class WorkloadColumns:
+    """The requests of one run as columns, row i being request i (sorted by arrival), so a long
+    trace costs 8 bytes a field a request instead of one ``Request`` object each.
+
+    Attributes:
+        arrival_time: float64 (s), shape (N,). num_prompt_tokens, num_output_tokens: int64 (N,).
+        block_hashes: per request its prompt's prefix-cache keys (or None), or None for none at all.
+        source, num_skipped, num_truncated_outputs: as ``Workload``.
+    """
+
+    arrival_time: np.ndarray
+    num_prompt_tokens: np.ndarray
+    num_output_tokens: np.ndarray
+    block_hashes: list | None
+    source: str
+    num_skipped: int
+    num_truncated_outputs: int
+
+    def __len__(self) -> int:
+        return len(self.arrival_time)
+
+    def requests(self, start: int = 0, stop: int | None = None) -> list[Request]:
+        """Fresh ``Request`` objects for rows ``start`` to ``stop`` (exclusive; default: the end)."""
+        stop = len(self) if stop is None else stop
+        hashes = self.block_hashes[start:stop] if self.block_hashes is not None else [None] * (stop - start)
+        return [
+            Request(request_id=i, arrival_time=t, num_prompt_tokens=p, num_output_tokens=o, block_hashes=h)
+            for i, t, p, o, h in zip(range(start, stop), self.arrival_time[start:stop].tolist(), self.num_prompt_tokens[start:stop].tolist(),
+                                     self.num_output_tokens[start:stop].tolist(), hashes)
+        ]
+
+
 def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: str = "<scenario>") -> Workload:
+    """The workload of ``load_workload_columns`` as one ``Request`` per row."""
+    columns = load_workload_columns(cfg, seed, max_model_len, source)
+    return Workload(columns.requests(), columns.source, columns.num_skipped, columns.num_truncated_outputs)
+
+
+def load_workload_columns(cfg: WorkloadConfig, seed: int, max_model_len: int, source: str = "<scenario>") -> WorkloadColumns:
     """Build the workload a scenario describes: replay ``cfg.trace``, or sample ``cfg.num_requests``.
 
     Arrival processes and length distributions draw from independent child streams of
@@ -147,12 +186,8 @@ def load_workload(cfg: WorkloadConfig, seed: int, max_model_len: int, source: st
     order, arrivals = order[:num_kept], arrivals[:num_kept]
     prompts, wanted = prompts[order], outputs[order]
     outputs = np.minimum(wanted, max_model_len - prompts)
-    hashes = [hashes[i] for i in order.tolist()] if hashes is not None else [None] * num_kept
-    requests = [
-        Request(request_id=i, arrival_time=t, num_prompt_tokens=p, num_output_tokens=o, block_hashes=h)
-        for i, (t, p, o, h) in enumerate(zip(arrivals.tolist(), prompts.tolist(), outputs.tolist(), hashes))
-    ]
-    return Workload(requests, origin, num_skipped, int((outputs < wanted).sum()))
+    hashes = [hashes[i] for i in order.tolist()] if hashes is not None else None
+    return WorkloadColumns(arrivals, prompts, outputs, hashes, origin, num_skipped, int((outputs < wanted).sum()))
 
 
 def has_prefix_keys(cfg: WorkloadConfig, source: str = "<scenario>") -> bool:

@@ -54,10 +54,9 @@ def test_an_empty_histogram_reports_none():
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_bounded_outputs_keep_every_request_result(scheduler):
     exact = run(f"scheduler.name={scheduler}")
-    bounded = run(f"scheduler.name={scheduler}", "output.token_gaps=histogram", "output.iterations=none")
+    bounded = run(f"scheduler.name={scheduler}", "output.token_gaps=histogram", "output.iterations=none", "output.keep_requests=false")
     assert exact.requests.equals(bounded.requests)
-    assert bounded.tbt_s.size == 0 and len(bounded.iterations) == 0
-    assert all(len(r.token_times) == 0 for r in bounded.workload.requests)
+    assert bounded.tbt_s.size == 0 and len(bounded.iterations) == 0 and not bounded.workload.requests
     s, b = exact.summary, bounded.summary
     for key in ("ttft_s", "tpot_s", "e2e_s", "num_completed", "duration_s", "num_iterations", "mean_batch_size", "num_preemptions"):
         assert b[key] == s[key], key
@@ -87,3 +86,20 @@ def test_preemptions_and_prefix_cache_counters_survive_without_iterations():
     assert full.summary["num_preemptions"] > 0
     assert bounded.summary["num_resume_cached_tokens"] == full.summary["num_resume_cached_tokens"]
     assert bounded.requests.equals(full.requests)
+
+
+def test_gaps_kept_per_request_or_in_a_histogram_are_the_same_gaps():
+    kept = run("output.token_gaps=histogram")
+    assert all(len(r.token_times) == 0 for r in kept.workload.requests)
+    assert kept.token_gap_histogram.count == run().tbt_s.size
+
+
+@pytest.mark.parametrize("extra", [[], ["workload.concurrency=8"], ["scheduler.name=distserve"], ["cluster.num_replicas=3", "cluster.router=least_outstanding"]])
+def test_dropping_request_objects_changes_no_result(extra):
+    kept = run(*extra)
+    dropped = run(*extra, "output.keep_requests=false")
+    assert kept.requests.equals(dropped.requests)
+    assert np.array_equal(np.sort(kept.tbt_s), np.sort(dropped.tbt_s))
+    assert kept.iterations.equals(dropped.iterations)
+    drop = ("wall_time_s",)
+    assert {k: v for k, v in kept.summary.items() if k not in drop} == {k: v for k, v in dropped.summary.items() if k not in drop}

@@ -29,7 +29,7 @@ Replica ids run over both pools: prefill replicas 0..P-1, decode replicas P..P+D
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -175,14 +175,14 @@ class DisaggregatedCluster:
         self._pull(request.replica_id - len(self.pools["prefill"]))
 
     # -- records ------------------------------------------------------------------------------
-    def request_columns(self, requests: list[Request]) -> dict[str, np.ndarray]:
-        """Per request (in ``requests`` order): pools and KV-transfer times (s), NaN/-1 if none.
+    def request_columns(self, request_ids: Iterable[int]) -> dict[str, np.ndarray]:
+        """Per request (in ``request_ids`` order): pools and KV-transfer times (s), NaN/-1 if none.
 
         ``kv_transfer_s`` is the transfer itself (latency plus streaming, sharing the network);
         ``kv_transfer_wait_s`` is the wait between the end of prefill and the transfer's start
         (for blocks on the decode replica).
         """
-        ids = [r.request_id for r in requests]
+        ids = list(request_ids)
         nan = float("nan")
         prefill_end = np.array([self.prefill_end_time.get(i, nan) for i in ids])
         start = np.array([self.transfer_start_time.get(i, nan) for i in ids])

@@ -36,7 +36,7 @@ from simulator.scenario import SLOConfig
 
 def request_table(requests: list[Request], slo: SLOConfig) -> pd.DataFrame:
     """One row per request: times (s on the simulation clock), token counts and latencies (s)."""
-    df = pd.DataFrame(
+    return request_table_from_columns(
         {
             "request_id": np.array([r.request_id for r in requests], dtype=np.int64),
             "replica_id": np.array([r.replica_id for r in requests], dtype=np.int64),
@@ -49,8 +49,15 @@ def request_table(requests: list[Request], slo: SLOConfig) -> pd.DataFrame:
             "num_preemptions": np.array([r.num_preemptions for r in requests], dtype=np.int64),
             "num_swaps": np.array([r.num_swaps for r in requests], dtype=np.int64),
             "num_cached_tokens": np.array([r.num_cached_tokens for r in requests], dtype=np.int64),
-        }
+        },
+        slo,
     )
+
+
+def request_table_from_columns(columns: dict[str, np.ndarray], slo: SLOConfig) -> pd.DataFrame:
+    """``request_table`` from its raw columns (each shape (N,): ids and counts int64, times
+    float64 s, NaN when unset), as ``request_table`` or ``RequestColumns.columns`` give them."""
+    df = pd.DataFrame(columns)
     df["ttft_s"] = df["first_token_time"] - df["arrival_time"]
     decode_tokens = (df["num_output_tokens"] - 1).where(df["num_output_tokens"] > 1)
     df["tpot_s"] = (df["finish_time"] - df["first_token_time"]) / decode_tokens

@@ -29,11 +29,12 @@ from simulator.engine.kv_cache import BlockManager, SwapSpace
 from simulator.engine.kv_transfer import link_bandwidth_and_latency
 from simulator.engine.replica import Replica
 from simulator.engine.request import Request
+from simulator.engine.request_columns import RequestColumns, RowRequests, arrivals_from_columns
 from simulator.engine.router import make_router
 from simulator.engine.token_gaps import TokenGapHistogram
 from simulator.scenario import Scenario
 from simulator.schedulers import SCHEDULERS, Scheduler
-from simulator.workload import Workload, load_workload
+from simulator.workload import Workload, load_workload_columns
 
 ROLES = ("colocated", "prefill", "decode")  # instance roles, the categories of the ``role`` column
 
@@ -200,7 +201,7 @@ class Simulation:
         if decode_policy is None:
             self.deployment = deployment = resolve_deployment(scenario, source)
             self.deployments = {"colocated": deployment}
-            self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
+            self._load_workload(scenario, deployment.max_model_len, source)
             self.cost_model = build_cost_model(scenario, deployment, source)
             swap_space = SwapSpace.for_deployment(deployment, sched_cfg.swap_space_gib)
             self.replicas = [
@@ -221,7 +222,7 @@ class Simulation:
             self.cluster = cluster = DisaggregatedCluster(env, scenario, source, scheduler_cls, decode_policy, router, self._on_finish)
             self.deployments = cluster.deployments
             self.deployment = deployment = cluster.deployments["prefill"]
-            self.workload = load_workload(scenario.workload, scenario.seed, deployment.max_model_len, source)
+            self._load_workload(scenario, deployment.max_model_len, source)
             self.replicas = cluster.replicas
             self.replica_roles = cluster.roles
             dispatch = cluster.add_request
@@ -233,14 +234,27 @@ class Simulation:
             if self.token_gap_histogram is not None:
                 replica.scheduler.record_token_gaps(self.token_gap_histogram)
         self.closed_loop: ClosedLoop | None = None
-        load = scenario.workload
+        load, results = scenario.workload, self.request_columns
         if load.concurrency is not None:
-            self.closed_loop = ClosedLoop(env, self.workload.requests, load.concurrency, load.think_time_s, dispatch)
-        else:
+            rows = self.workload.requests if results is None else RowRequests(self.workload_columns)
+            self.closed_loop = ClosedLoop(env, rows, load.concurrency, load.think_time_s, dispatch)
+        elif results is None:
             env.process(_arrivals(env, self.workload.requests, dispatch))
+        else:
+            env.process(arrivals_from_columns(env, self.workload_columns, dispatch))
+
+    def _load_workload(self, scenario: Scenario, max_model_len: int, source: str) -> None:
+        """The workload as columns, and as ``Request`` objects unless ``output.keep_requests`` is false
+        (then ``workload.requests`` is empty and results go to ``request_columns``)."""
+        self.workload_columns = columns = load_workload_columns(scenario.workload, scenario.seed, max_model_len, source)
+        keep = scenario.output.keep_requests
+        self.workload = Workload(columns.requests() if keep else [], columns.source, columns.num_skipped, columns.num_truncated_outputs)
+        self.request_columns = None if keep else RequestColumns(columns, keep_gaps=scenario.output.token_gaps == "exact")
 
     def _on_finish(self, request: Request) -> None:
         self.num_finished += 1
+        if self.request_columns is not None:
+            self.request_columns.record(request)
         if self.closed_loop is not None:
             self.closed_loop.on_finish(request)
 
@@ -254,30 +268,35 @@ class Simulation:
             AssertionError: the run stalled (no event left with requests unfinished): a bug.
         """
         wall_start = time.perf_counter()
-        env, requests = self.env, self.workload.requests
+        env, requests, num_requests = self.env, self.workload.requests, len(self.workload_columns)
+        last_arrival = float(self.workload_columns.arrival_time[-1])
         # Advance in slices of simulated time so the progress bar can move between them.
-        slice_s = max(requests[-1].arrival_time, 1.0) / 200 if self.closed_loop is None else 1.0  # closed loop: arrivals unknown ahead
-        with tqdm(total=len(requests), unit="req", delay=2.0, disable=not progress, desc=self.scenario.name, leave=False) as bar:
+        slice_s = max(last_arrival, 1.0) / 200 if self.closed_loop is None else 1.0  # closed loop: arrivals unknown ahead
+        with tqdm(total=num_requests, unit="req", delay=2.0, disable=not progress, desc=self.scenario.name, leave=False) as bar:
             # A stall (requests left, every replica idle, no arrival to come) is a bug. SimPy keeps
             # the ``until`` marker queued after ``run(until=...)``, so ``peek()`` never shows an empty
             # queue: a run counts as stalled after 1,000 slices past the last arrival with no step.
-            last_arrival, idle_slices, steps = requests[-1].arrival_time, 0, -1
-            while self.num_finished < len(requests):
+            idle_slices, steps = 0, -1
+            while self.num_finished < num_requests:
                 now_steps = sum(replica.num_iterations for replica in self.replicas)
                 idle_slices = idle_slices + 1 if now_steps == steps and env.now > last_arrival else 0
                 steps = now_steps
                 if env.peek() == float("inf") or idle_slices > 1000:
-                    raise AssertionError(f"simulation stalled at t={env.now:.3f} s with {len(requests) - self.num_finished} requests unfinished")
+                    raise AssertionError(f"simulation stalled at t={env.now:.3f} s with {num_requests - self.num_finished} requests unfinished")
                 env.run(until=env.now + slice_s)
                 bar.update(self.num_finished - bar.n)
 
         slo = self.scenario.slo
-        request_df = metrics.request_table(requests, slo)
+        results = self.request_columns
+        request_df = metrics.request_table(requests, slo) if results is None else metrics.request_table_from_columns(results.columns(), slo)
         iteration_df = metrics.iteration_table([row for replica in self.replicas for row in replica.records])
         roles = np.array([ROLES.index(self.replica_roles[i]) for i in range(len(self.replicas))], dtype=np.int8)
         iteration_df["role"] = pd.Categorical.from_codes(roles[iteration_df["replica_id"].to_numpy(dtype=np.int64)], categories=list(ROLES))
         histogram = self.token_gap_histogram
-        tbt = metrics.token_gaps(requests) if histogram is None else np.empty(0)
+        if histogram is not None:
+            tbt = np.empty(0)
+        else:
+            tbt = metrics.token_gaps(requests) if results is None else results.token_gaps()
         totals = None if self.scenario.output.iterations == "full" else metrics.iteration_totals(self.replicas)
         summary = metrics.summarize(request_df, iteration_df, tbt, slo, histogram, totals)
         summary["num_skipped_requests"] = self.workload.num_skipped
@@ -285,7 +304,7 @@ class Simulation:
         if self.cluster is None:
             summary["num_kv_blocks_per_replica"] = self.deployment.num_kv_blocks
         else:
-            for name, column in self.cluster.request_columns(requests).items():
+            for name, column in self.cluster.request_columns(request_df["request_id"].tolist()).items():
                 request_df[name] = column
             summary["num_kv_blocks_per_replica"] = {role: d.num_kv_blocks for role, d in self.deployments.items()}
             summary.update(self.cluster.transfer_summary(request_df))
