@@ -44,9 +44,9 @@ ENTRY_POINTS = {
     "iteration_table": ("simulator/engine/metrics.py", "iteration_table"),
     "token_gaps": ("simulator/engine/metrics.py", "token_gaps"),
     "summarize": ("simulator/engine/metrics.py", "summarize"),
-    "stopped_summary": ("simulator/studies/capacity.py", "_stopped_summary"),
-    "watch": ("simulator/studies/capacity.py", "missed"),
-    "estimate": ("simulator/studies/capacity.py", "estimate_max_rate"),
+    "stopped_summary": ("simulator/studies/probe.py", "_stopped_summary"),
+    "watch": ("simulator/studies/probe.py", "missed"),
+    "estimate": ("simulator/studies/rates.py", "estimate_max_rate"),
     "cache": ("simulator/studies/run_cache.py", "run_key"),
     "total": ("simulator/studies/plan/tasks.py", "run_capacity_task"),
 }

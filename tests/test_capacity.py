@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import simulator.engine.simulation
-from simulator.studies import capacity
+from simulator.studies import capacity, probe
 from simulator.studies.capacity import CapacityCriterion, evaluate, find_capacity, native_rate_rps, with_rate
 from simulator.studies.executors import LocalExecutor
 from simulator.studies.run_cache import RunCache, run_key
@@ -289,7 +289,7 @@ def test_find_capacity_resumes_from_the_cache(tmp_path, constant_cost, monkeypat
     def no_simulation(*args, **kwargs):
         raise AssertionError("a cached probe was simulated again")
 
-    monkeypatch.setattr(capacity, "_WatchedSimulation", no_simulation)
+    monkeypatch.setattr(probe, "_WatchedSimulation", no_simulation)
     second = find_capacity(scenario, criterion, cache=cache)
     assert second.capacity_rps == first.capacity_rps
     assert [(r, m) for r, m, _ in second.points] == [(r, m) for r, m, _ in first.points]
