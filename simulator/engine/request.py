@@ -74,7 +74,7 @@ class Request:
     # Time each output token appeared (s); compact doubles, since a trace makes millions. Empty
     # when the run keeps token gaps in a histogram instead (``output.token_gaps: histogram``).
     token_times: array = field(default_factory=lambda: array("d"))
-    last_token_time: float | None = None  # when the latest output token appeared (s)
+    last_token_time: float | None = None  # when the latest output token appeared (s); token-gap histogram only
 
     @property
     def num_tokens(self) -> int:

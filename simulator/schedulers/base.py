@@ -269,7 +269,8 @@ class Scheduler:
         gaps = self.token_gaps
         if gaps is None:
             request.token_times.append(now)
-        elif request.last_token_time is not None:
+            return
+        if request.last_token_time is not None:
             gaps.append(now - request.last_token_time)
         request.last_token_time = now
 
@@ -288,7 +289,6 @@ class Scheduler:
                     request.num_computed_tokens += 1
                     generated = request.num_generated_tokens = request.num_generated_tokens + 1
                     request.token_times.append(now)
-                    request.last_token_time = now
                     if generated == request.num_output_tokens:
                         self._finish(request, now)
                         finished.append(request)

@@ -27,14 +27,38 @@ vLLM's ``delay_factor`` is not modelled.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from simulator.engine.batch import Batch
+from simulator.engine.request import Request, RequestStatus
 from simulator.schedulers.base import Scheduler
+
+_request_id = attrgetter("request_id")
 
 
 class VLLMScheduler(Scheduler):
-    """vLLM v0: prefill-only iterations when waiting requests fit, else decode all running."""
+    """vLLM v0: prefill-only iterations when waiting requests fit, else decode all running.
+
+    Block boundaries without a scan. Every running request is past its prefill and decodes one
+    token in every decode iteration, so a request holding ``capacity`` tokens' worth of blocks
+    with ``num_tokens`` tokens at decode iteration ``g`` next needs a block at iteration
+    ``g + capacity - num_tokens + 1``. Requests are kept in ``_boundaries`` under that
+    iteration (registered at the first decode iteration after they enter ``running``, and again
+    after each new block), and a decode iteration checks only those due, oldest first, exactly
+    the requests the full scan would grow. Entries of preempted requests go stale and are
+    skipped. A subclass with another way into ``running`` (its own ``add_request``) scans.
+    """
 
     supports_swap = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cls = type(self)
+        # decode iteration -> requests that may cross a block boundary then; None: scan all.
+        self._boundaries: dict[int, list[Request]] | None = (
+            {} if cls.add_request is Scheduler.add_request and cls._insert_running is Scheduler._insert_running else None)
+        self._num_decode_iterations = 0
+        self._entered: list[Request] = []  # entered running since the last decode iteration
 
     def schedule(self, now: float) -> Batch | None:
         if self.swap:
@@ -72,6 +96,7 @@ class VLLMScheduler(Scheduler):
             if num_tokens + num_new_tokens > self.max_num_batched_tokens or num_seqs + 1 > self.max_num_seqs:
                 break
             self._admit(request, request.num_uncomputed_tokens, now, num_cached_blocks)
+            self._entered.append(request)
             if prefix_caching:
                 self._add_chunk(batch, request, num_new_tokens)
             else:
@@ -81,6 +106,8 @@ class VLLMScheduler(Scheduler):
         return batch if batch.requests else None
 
     def _schedule_decodes(self) -> Batch | None:
+        if self._boundaries is not None:
+            return self._schedule_decodes_at_boundaries()
         running, block_manager = self.running, self.block_manager
         grow_to, blocks_held, block_size = block_manager.grow_to, block_manager.blocks_held, block_manager.block_size
         num_preempted = self.num_preemptions
@@ -99,6 +126,44 @@ class VLLMScheduler(Scheduler):
         batch.num_preemptions = self.num_preemptions - num_preempted
         return batch
 
+    def _schedule_decodes_at_boundaries(self) -> Batch | None:
+        """``_schedule_decodes`` growing only the requests due at this decode iteration."""
+        running = self.running
+        if not running:
+            return None
+        block_manager, boundaries = self.block_manager, self._boundaries
+        blocks_held, block_size = block_manager.blocks_held, block_manager.block_size
+        g = self._num_decode_iterations
+        due = boundaries.pop(g, [])
+        for request in self._entered:
+            if request.status == RequestStatus.RUNNING:
+                ahead = blocks_held[request.request_id] * block_size - request.num_prompt_tokens - request.num_generated_tokens + 1
+                if ahead <= 0:
+                    due.append(request)
+                else:
+                    boundaries.setdefault(g + ahead, []).append(request)
+        self._entered.clear()
+        num_preempted = self.num_preemptions
+        if len(due) > 1:
+            due.sort(key=_request_id)
+        for request in due:
+            if request.status != RequestStatus.RUNNING:
+                continue  # preempted since it was registered (a later entry covers it if it came back)
+            num_tokens = request.num_prompt_tokens + request.num_generated_tokens
+            capacity = blocks_held[request.request_id] * block_size
+            if num_tokens <= capacity:
+                continue  # a stale entry: registered again since
+            if not block_manager.grow_to(request, num_tokens) and not self._make_room(request, num_tokens):
+                break  # the request itself was the newest and got preempted, and all after it
+            capacity = blocks_held[request.request_id] * block_size
+            boundaries.setdefault(g + capacity - num_tokens + 1, []).append(request)
+        if not running:
+            return None
+        self._num_decode_iterations = g + 1
+        batch = Batch.of_decodes(list(running))
+        batch.num_preemptions = self.num_preemptions - num_preempted
+        return batch
+
     def _schedule_swap_ins(self, batch: Batch | None) -> Batch | None:
         """Swap in swapped requests (all past their prefill) and add their decodes to ``batch``."""
         while self.swapped and len(self.running) < self.max_num_seqs:
@@ -108,4 +173,5 @@ class VLLMScheduler(Scheduler):
             if batch is None:
                 batch = Batch()
             batch.add(request, 1)
+            self._entered.append(request)
         return batch
