@@ -189,6 +189,23 @@ class SchedulerConfig:
     engine_version: str | float | None = None
     async_scheduling: bool | None = None
     scheduler_reserve_full_isl: bool | None = None
+    # fastserve only (simulator/schedulers/fastserve.py): the skip-join multi-level feedback queue
+    # of Wu et al., "Fast Distributed Inference Serving for LLMs" (arXiv 2305.05920, Sec. 4.1).
+    # Quanta count iterations: level k (0 = highest priority) runs a request for
+    # fastserve_base_quantum x fastserve_quantum_ratio^k iterations before demoting it.
+    fastserve_num_levels: Annotated[int, Field(ge=1, le=32)] = 6  # assumed: covers prompts up to 32 iterations' worth
+    fastserve_base_quantum: PositiveInt = 1  # the paper's top quantum: one (decode) iteration
+    fastserve_quantum_ratio: PositiveInt = 2  # each quantum doubles the one above, as classic MLFQ (Sec. 4.1)
+    # Skip-join prices a prompt as ceil(prompt tokens / this) iterations (assumed: on an H100 a
+    # 256-token prefill of Llama-3-8B takes about one decode iteration's time, ~7 ms by roofline).
+    fastserve_prefill_tokens_per_iteration: PositiveInt = 256
+    fastserve_starve_limit_s: PositiveFloat = 10.0  # waited this long unserved: promoted to the top (assumed)
+    # sjf only (simulator/schedulers/sjf.py): shortest predicted output first, the predictor's
+    # error lognormal with this sigma (0: an oracle), seeded; requests waiting longer than
+    # sjf_starve_limit_s since arrival go first, oldest first.
+    sjf_predictor_sigma: NonNegativeFloat = 0.5  # assumed: a ranker of moderate quality
+    sjf_predictor_seed: Annotated[int, Field(ge=0)] = 0
+    sjf_starve_limit_s: PositiveFloat = 10.0  # assumed
 
 
 @_frozen

@@ -5,6 +5,7 @@ Each policy is one module with one class behind ``simulator.schedulers.base.Sche
 
 from simulator.schedulers.base import Scheduler
 from simulator.schedulers.distserve import DistServeScheduler
+from simulator.schedulers.fastserve import FastServeScheduler
 from simulator.schedulers.orca import OrcaScheduler
 from simulator.schedulers.sarathi import SarathiScheduler
 from simulator.schedulers.static import StaticScheduler
@@ -18,6 +19,7 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
     "vllm_v1": VLLMV1Scheduler,
     "static": StaticScheduler,
     "distserve": DistServeScheduler,
+    "fastserve": FastServeScheduler,
 }
 
 __all__ = ["SCHEDULERS", "Scheduler"]
