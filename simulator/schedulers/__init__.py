@@ -8,6 +8,7 @@ from simulator.schedulers.distserve import DistServeScheduler
 from simulator.schedulers.fastserve import FastServeScheduler
 from simulator.schedulers.orca import OrcaScheduler
 from simulator.schedulers.sarathi import SarathiScheduler
+from simulator.schedulers.sjf import SJFScheduler
 from simulator.schedulers.static import StaticScheduler
 from simulator.schedulers.vllm import VLLMScheduler
 from simulator.schedulers.vllm_v1 import VLLMV1Scheduler
@@ -20,6 +21,7 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
     "static": StaticScheduler,
     "distserve": DistServeScheduler,
     "fastserve": FastServeScheduler,
+    "sjf": SJFScheduler,
 }
 
 __all__ = ["SCHEDULERS", "Scheduler"]
