@@ -305,6 +305,34 @@ class OutputConfig:
     keep_requests: bool = True
 
 
+# The roofline's stated relative error: the median absolute error of the per-layer sum of
+# token-level operators against Vidur's H100 measurements, 6.4 % (P90 20 %), from
+# ``benchmarks/calibrate_roofline.py`` (benchmarks/README.md, "Roofline calibration").
+ROOFLINE_RELATIVE_ERROR = 0.064
+
+
+@_frozen
+class UncertaintyConfig:
+    """Prediction intervals: ``replicates`` perturbed runs of the scenario, every summary figure
+    reported with a central interval at ``level`` (``simulator.studies.intervals``).
+
+    ``replicates``: 1 (the default) is a plain run, nothing perturbed or added.
+    ``workload``: how each replicate's requests differ: ``reseed`` draws the synthetic workload
+    (and a length-only trace's arrivals, and the router's choices) with a new seed; ``bootstrap``
+    resamples the scenario's requests with replacement; ``fixed`` keeps them; ``auto`` is
+    ``bootstrap`` for a trace and ``reseed`` otherwise.
+    ``step_time_relative_error``: the cost model's median absolute relative error per step; each
+    replicate multiplies every step time by one lognormal factor of that median spread. Unset:
+    the fit report's held-out error per operator when ``hardware.profile`` is set, else the
+    roofline's measured ``ROOFLINE_RELATIVE_ERROR`` (6.4 %). 0 leaves step times as priced.
+    """
+
+    replicates: Annotated[int, Field(ge=1, le=10_000)] = 1
+    level: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    workload: Literal["auto", "reseed", "bootstrap", "fixed"] = "auto"
+    step_time_relative_error: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] | None = None
+
+
 @_frozen
 class Scenario:
     """One deployment under one workload."""
@@ -319,6 +347,7 @@ class Scenario:
     workload: WorkloadConfig = dataclasses.field(default_factory=WorkloadConfig)
     slo: SLOConfig = dataclasses.field(default_factory=SLOConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    uncertainty: UncertaintyConfig = dataclasses.field(default_factory=UncertaintyConfig)
 
 
 _ADAPTER = TypeAdapter(Scenario)

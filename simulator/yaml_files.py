@@ -21,7 +21,7 @@ from simulator.errors import ScenarioError
 # Scenario, SweepFile, PlanConfig and GPUFileFields). A file whose fields all belong to another
 # kind, and not all to the one expected, is that other kind.
 KIND_FIELDS: dict[str, frozenset[str]] = {
-    "scenario": frozenset({"name", "description", "seed", "model", "hardware", "cluster", "scheduler", "workload", "slo", "output"}),
+    "scenario": frozenset({"name", "description", "seed", "model", "hardware", "cluster", "scheduler", "workload", "slo", "output", "uncertainty"}),
     "sweep": frozenset({"name", "description", "base", "base_overrides", "axes", "series", "capacity", "latency_cdf_rate", "executor", "max_workers", "address"}),
     "plan": frozenset({"name", "description", "base", "overrides", "workload", "seed", "target_rate_rps", "target_rate_scale", "router", "slo", "search", "prices", "limits", "capacity"}),
     "GPU spec": frozenset({"name", "memory_gb", "memory_bandwidth_gb_per_s", "bf16_tflops", "fp8_tflops", "int8_tops", "interconnect", "pcie_bandwidth_gb_per_s", "source", "aiconfigurator_system"}),
