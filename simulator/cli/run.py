@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from simulator.cli.errors import check_out as _check_out
@@ -20,34 +22,49 @@ from simulator.reports.tables import console as _console
 from simulator.scenario import Scenario, load_scenario, scenario_to_dict
 
 
-def _ms(stat: dict, key: str) -> str:
+def _ms(stat: dict, key: str, interval: list[float] | None = None) -> str:
     value = stat.get(key)
-    return "-" if value is None else f"{value * 1e3:,.1f}"
+    text = "-" if value is None else f"{value * 1e3:,.1f}"
+    return text if interval is None else f"{text} [{interval[0] * 1e3:,.1f}, {interval[1] * 1e3:,.1f}]"
+
+
+def _with(text: str, intervals: dict, name: str, fmt: str, scale: float = 1.0) -> str:
+    """``text`` followed by the figure's interval ``[lo, hi]`` when the summary has one."""
+    lo_hi = intervals.get(name)
+    return text if lo_hi is None else f"{text} [{format(lo_hi[0] * scale, fmt)}, {format(lo_hi[1] * scale, fmt)}]"
 
 
 def summary_table(summary: dict, title: str) -> Table:
     """The console summary: what ran (``simulator.reports.run_header``), counts, throughput, latency
-    percentiles (ms), SLO attainment."""
+    percentiles (ms), SLO attainment; each figure followed by ``[lo, hi]`` when the summary has
+    ``intervals`` (``simulator.studies.intervals``)."""
     from simulator.reports.run_header import header_rows
 
+    intervals = summary.get("intervals") or {}
     table = Table(show_header=True, header_style="bold")
     table.add_column("metric")
     for col in ("mean", "P50", "P90", "P99"):
         table.add_column(col, justify="right")
     for key, label in (("ttft_s", "TTFT (ms)"), ("tpot_s", "TPOT (ms)"), ("tbt_s", "TBT (ms)"), ("e2e_s", "E2E (ms)")):
         stat = summary[key]
-        table.add_row(label, _ms(stat, "mean"), _ms(stat, "p50"), _ms(stat, "p90"), _ms(stat, "p99"))
+        table.add_row(label, *(_ms(stat, s, intervals.get(f"{key}.{s}")) for s in ("mean", "p50", "p90", "p99")))
     slo = summary.get("slo", {})
     slo_text = ", ".join(f"{k.removesuffix('_s').upper()} <= {v:g} s" for k, v in slo.items() if v is not None) or "none set"
     rows = [
         ("requests", f"{summary['num_completed']:,} of {summary['num_requests']:,} completed"),
         ("duration", f"{summary['duration_s']:,.1f} s simulated in {summary['wall_time_s']:.2f} s"),
-        ("throughput", f"{summary['request_throughput_rps']:.2f} req/s, {summary['output_throughput_tps']:,.0f} output tok/s, {summary['total_throughput_tps']:,.0f} total tok/s"),
+        ("throughput", f"{_with(format(summary['request_throughput_rps'], '.2f'), intervals, 'request_throughput_rps', '.2f')} req/s, "
+                       f"{_with(format(summary['output_throughput_tps'], ',.0f'), intervals, 'output_throughput_tps', ',.0f')} output tok/s, "
+                       f"{_with(format(summary['total_throughput_tps'], ',.0f'), intervals, 'total_throughput_tps', ',.0f')} total tok/s"),
         ("SLO", slo_text),
-        ("SLO attainment", f"{summary['slo_attainment']:.1%}"),
-        ("goodput", f"{summary['goodput_rps']:.2f} req/s"),
+        ("SLO attainment", _with(f"{summary['slo_attainment']:.1%}", intervals, "slo_attainment", ".1%")),
+        ("goodput", _with(f"{summary['goodput_rps']:.2f}", intervals, "goodput_rps", ".2f") + " req/s"),
         ("preemptions", f"{summary['num_preemptions']:,}"),
     ]
+    if "uncertainty" in summary:
+        u = summary["uncertainty"]
+        rows.append(("intervals", escape(f"figure [lo, hi]: {u['nominal_coverage']:.0%} prediction intervals over {u['replicates']} replicates "
+                                         f"(workload {u['workload']}, step-time error {u['step_time_relative_error']:.1%})")))
     info = Table(show_header=False, box=None)
     info.add_column(style="bold", no_wrap=True)
     info.add_column(overflow="fold")
@@ -69,12 +86,21 @@ def summary_table(summary: dict, title: str) -> Table:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
               help="The summary as a table, as JSON (summary.json) or as one CSV row (the compare results' columns).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, overwrite: bool, fmt: str, quiet: bool) -> None:
+@click.option("--replicates", type=click.IntRange(min=1, max=10_000), help="Perturbed runs behind each figure's interval (overrides uncertainty.replicates; 1 = a plain run).")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="Run the replicates in local processes or on a Ray cluster.")
+@click.option("--address", help="Ray cluster to join (with --executor ray; default: start a local instance).")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes for the replicates (default: CPU count; 1 = in this process) or Ray tasks in flight.")
+def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | None, no_report: bool, overwrite: bool, fmt: str, quiet: bool,
+        replicates: int | None, executor_kind: str, address: str | None, workers: int | None) -> None:
     """Simulate SCENARIO_FILE (default: the built-in quickstart) and write its results folder.
 
     The folder holds scenario.yaml (the resolved scenario), summary.json, requests.parquet,
     iterations.parquet and report.html. A folder holding an earlier run's results is refused
     unless --overwrite is given; then nothing of the earlier run is left beside the new files.
+
+    With --replicates N (or uncertainty.replicates) above 1, N - 1 perturbed replicates run
+    after it (``simulator.studies.intervals``) and summary.json gains ``intervals``
+    ({figure: [lo, hi]}) and ``uncertainty`` (what was varied and by how much).
     """
     from simulator.run_outputs import claim
     from simulator.scenario_warnings import scenario_warnings
@@ -82,6 +108,8 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
 
     try:
         scenario = load_scenario(scenario_file, overrides)
+        if replicates is not None:
+            scenario = dataclasses.replace(scenario, uncertainty=dataclasses.replace(scenario.uncertainty, replicates=replicates))
         source = str(scenario_file) if scenario_file else "<defaults>"
         out = out_dir or Path(scenario.output.dir or Path("reports") / "runs" / scenario.name)
         _check_out(out, "--out" if out_dir else source, "" if out_dir else "output.dir")
@@ -91,6 +119,8 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
             for warning in scenario_warnings(scenario, source):
                 _warn(f"{source}: {warning}")
         result = simulate(scenario, source, progress=not quiet and fmt == "table")
+        if scenario.uncertainty.replicates > 1:
+            _add_intervals(result, source, executor_kind, address, workers, quiet)
     except ScenarioError as e:
         _fail(e)
     try:
@@ -104,6 +134,19 @@ def run(scenario_file: Path | None, overrides: tuple[str, ...], out_dir: Path | 
         title = f"{scenario.name}: {result.deployment.model.name}, {describe_pools(scenario, result.deployments)}, {scenario.scheduler.name}"
         print_table(summary_table(result.summary, title))
         _console().print(f"results: {out}")
+
+
+def _add_intervals(result, source: str, executor_kind: str, address: str | None, workers: int | None, quiet: bool) -> None:
+    """Run the scenario's perturbed replicates and add ``intervals`` and ``uncertainty`` to its summary."""
+    from simulator.studies.executors import make_executor
+    from simulator.studies.intervals import compute_intervals, coverage_note
+
+    cfg = result.scenario.uncertainty
+    note = coverage_note(cfg.replicates, cfg.level)
+    if note and not quiet:
+        _warn(f"{source}: {note}")
+    executor = make_executor(executor_kind, max_workers=workers, address=address, progress=not quiet)  # type: ignore[arg-type]
+    result.summary.update(compute_intervals(result.scenario, source, result.summary, executor))
 
 
 def _print_summary(summary: dict, fmt: str) -> None:
