@@ -6,18 +6,21 @@ The configuration: Llama-2-7B on one H100-SXM, roofline cost model, vLLM v0 sche
 fit Llama-2's 4,096-token context, outputs cut to fit), Poisson arrivals at 8 req/s, seed 0.
 
 Each configuration runs in a fresh process pinned to CPU 0 (``taskset -c 0``), so the wall time
-is one core's and the peak RSS is that process's alone (``RUSAGE_CHILDREN`` of a per-run parent).
-Configurations:
+is one core's and the peak RSS is that process's alone (its own ``ru_maxrss``, read at its end).
+Configurations (``-step``: decode fast-forward off, one SimPy step per iteration; without:
+on, ``simulator.schedulers.fast_forward``, the default):
 
-* ``full``: every output token's time and every iteration's record kept (the default outputs);
-* ``bounded``: ``output.token_gaps: histogram``, ``output.iterations: none`` and
+* ``full``, ``full-step``: every output token's time and every iteration's record kept (the
+  default outputs);
+* ``bounded``, ``bounded-step``: ``output.token_gaps: histogram``, ``output.iterations: none`` and
   ``output.keep_requests: false`` (token gaps in a log histogram, iterations aggregated online,
   requests made at arrival and their results kept in numpy columns), the bounded-memory outputs.
 
-    python benchmarks/bench_million.py [--requests 100000] [--configs full,bounded] [--trace PATH]
+    python benchmarks/bench_million.py [--requests 100000] [--configs full-step,bounded] [--trace PATH]
 
-Prints one line per configuration (wall s, peak RSS MiB, simulated requests/s) and a summary
-check that both configurations agree on every request-level metric.
+Prints one line per configuration (whole-process wall s; in-process wall and CPU s, the CPU time
+being the steadier figure on a shared machine; peak RSS MiB; simulated requests/s) and a check
+that the configurations agree on every request-level metric.
 """
 
 from __future__ import annotations
@@ -36,9 +39,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TRACE = REPO.parent / "shared" / "traces" / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
+BOUNDED = ["output.token_gaps=histogram", "output.iterations=none", "output.keep_requests=false"]
+# name -> (scenario overrides, decode fast-forward on)
 CONFIGS = {
-    "full": [],
-    "bounded": ["output.token_gaps=histogram", "output.iterations=none", "output.keep_requests=false"],
+    "full-step": ([], False),
+    "full": ([], True),
+    "bounded-step": (BOUNDED, False),
+    "bounded": (BOUNDED, True),
 }
 
 # The child: build the scenario, simulate, print the summary as JSON; no files written.
@@ -47,11 +54,11 @@ import json, resource, sys, time
 start = time.perf_counter()
 from simulator.scenario import load_scenario
 from simulator.engine.simulation import simulate
-scenario = load_scenario(sys.argv[1], sys.argv[2:])
-result = simulate(scenario)
+scenario = load_scenario(sys.argv[2], sys.argv[3:])
+result = simulate(scenario, fast_forward=sys.argv[1] == "on")
 wall = time.perf_counter() - start
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"wall_s": wall, "peak_rss_mib": peak_kib / 1024, "summary": result.summary}, default=str))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024, "summary": result.summary}, default=str))
 """
 
 
@@ -72,14 +79,14 @@ workload:
 """
 
 
-def run_config(yaml_text: str, overrides: list[str]) -> dict:
+def run_config(yaml_text: str, overrides: list[str], fast_forward: bool) -> dict:
     """One fresh pinned process: its wall time (s, measured around the whole process), its own
     in-process wall (s), its peak RSS (MiB) and the run summary."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scenario.yaml"
         path.write_text(yaml_text)
         pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-        cmd = [*pin, sys.executable, "-c", CHILD, str(path), *overrides]
+        cmd = [*pin, sys.executable, "-c", CHILD, "on" if fast_forward else "off", str(path), *overrides]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         process_wall = time.perf_counter() - start
@@ -98,7 +105,7 @@ def _request_metrics(summary: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1_000_000)
-    parser.add_argument("--configs", default="full,bounded", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}")
     parser.add_argument("--trace", type=Path, default=TRACE, help="path to AzureLLMInferenceTrace_conv.csv")
     args = parser.parse_args()
     from profiler.device import cpu_model
@@ -112,9 +119,9 @@ def main() -> None:
     print(f"{args.requests:,} requests, llama-2-7b on 1 x h100-sxm, roofline, vllm, Azure conv lengths, Poisson 8 req/s, taskset -c 0")
     results = {}
     for name in names:
-        r = results[name] = run_config(yaml_text, CONFIGS[name])
+        r = results[name] = run_config(yaml_text, *CONFIGS[name])
         s = r["summary"]
-        print(f"{name:8s} wall {r['process_wall_s']:7.1f} s (in-process {r['wall_s']:.1f} s)  peak RSS {r['peak_rss_mib']:7.0f} MiB  "
+        print(f"{name:12s} wall {r['process_wall_s']:7.1f} s (in-process {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s)  peak RSS {r['peak_rss_mib']:7.0f} MiB  "
               f"{args.requests / r['process_wall_s']:9,.0f} req/s  tbt p50/p99 {s['tbt_s']['p50'] * 1e3:.2f}/{s['tbt_s']['p99'] * 1e3:.2f} ms", flush=True)
     if len(results) > 1:
         first, *rest = results.values()

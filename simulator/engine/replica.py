@@ -52,6 +52,8 @@ class Replica:
         self.on_finish = on_finish
         self.records: list[tuple] = []  # one tuple per kept iteration, fields as ITERATION_COLUMNS
         self.keep_every: int | None = 1  # keep iterations 0, k, 2k, ... (1: all; None: none)
+        # Let the scheduler take unchanged decode iterations in one go (Scheduler.fast_forward).
+        self.fast_forward_decodes = True
         # Exact over every iteration, whichever are kept: for the summary.
         self.num_iterations = 0
         self.total_batch_size = 0
@@ -131,6 +133,23 @@ class Replica:
             else:
                 for request in finished:
                     self.on_finish(request)
+            if (not finished and self.fast_forward_decodes and host_time is None and not batch.num_prefill_tokens and not batch.num_preemptions
+                    and not batch.num_swapped_blocks and len(scheduler.waiting) == num_waiting):
+                # Nothing arrived or finished: the same batch may run again, several times, before the next event.
+                steps, finished = scheduler.fast_forward(batch, env.now, env.peek(), cost_model.step_time)
+                if steps:
+                    n, num_blocks = len(batch.requests), block_manager.num_blocks
+                    for start, end, used in steps:
+                        kv_usage = used / num_blocks
+                        if keep_every is not None and iteration % keep_every == 0:
+                            record((replica_id, iteration, start, end, n, 0, n, used, kv_usage, num_waiting, num_running, 0, 0))
+                        iteration += 1
+                        self.total_kv_usage += kv_usage
+                    self.num_iterations = iteration
+                    self.total_batch_size += n * len(steps)
+                    yield env.timeout(steps[-1][1] - env.now)
+                    for request in finished:
+                        self.on_finish(request)
 
     def _finish_later(self, finished: list[Request], delay_s: float):
         """Hand ``finished`` to ``on_finish`` ``delay_s`` from now, when their last token reaches the client."""

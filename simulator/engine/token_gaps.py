@@ -8,7 +8,8 @@ the exact count, sum (so the mean), minimum and maximum:
     [0, LOW)   [LOW, LOW*g)   ...   [LOW*g^(i-1), LOW*g^i)   ...   [LOW*g^(NUM_BINS-2), inf)
 
 with ``g = GROWTH``. Gaps are first appended to ``buffer`` (a compact array of doubles the
-schedulers append to in their fold-back) and binned in vectorised chunks by ``flush``.
+schedulers append to in their fold-back; a gap shared by a whole batch goes once into
+``shared_buffer`` with its count in ``shared_counts``) and binned in vectorised chunks by ``flush``.
 
 Quantile error bound. ``quantile(q)`` reads the order statistics numpy's linear interpolation
 reads (``floor(h)`` and ``ceil(h)``, ``h = (n - 1) q``), estimates each as the geometric middle of
@@ -47,14 +48,18 @@ class TokenGapHistogram:
 
     def __init__(self) -> None:
         self.buffer = array("d")
+        # Gaps that several requests share (one decode step of a batch), each with its count.
+        self.shared_buffer = array("d")
+        self.shared_counts = array("q")
         self.counts = np.zeros(NUM_BINS, dtype=np.int64)
         self.count = 0
         self.total_s = 0.0
         self.min_s = math.inf
         self.max_s = -math.inf
 
-    def add(self, gaps_s: np.ndarray) -> None:
-        """Bin ``gaps_s`` (shape (n,), seconds, >= 0)."""
+    def add(self, gaps_s: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Bin ``gaps_s`` (shape (n,), seconds, >= 0), gap i counted ``counts[i]`` times
+        (int64, shape (n,); default once each)."""
         gaps = np.asarray(gaps_s, dtype=np.float64)
         if not gaps.size:
             return
@@ -62,17 +67,27 @@ class TokenGapHistogram:
         with np.errstate(divide="ignore"):
             index = np.floor(np.log(gaps / LOW) / _LOG_GROWTH) + 1
         index = np.clip(index, 0, NUM_BINS - 1).astype(np.int64)
-        self.counts += np.bincount(index, minlength=NUM_BINS)
-        self.count += int(gaps.size)
-        self.total_s += float(gaps.sum())
+        if counts is None:
+            self.counts += np.bincount(index, minlength=NUM_BINS)
+            self.count += int(gaps.size)
+            self.total_s += float(gaps.sum())
+        else:
+            counts = np.asarray(counts, dtype=np.int64)
+            self.counts += np.bincount(index, weights=counts, minlength=NUM_BINS).astype(np.int64)
+            self.count += int(counts.sum())
+            self.total_s += float(gaps @ counts)
         self.min_s = min(self.min_s, float(gaps.min()))
         self.max_s = max(self.max_s, float(gaps.max()))
 
     def flush(self) -> None:
-        """Bin the buffered gaps and empty the buffer."""
+        """Bin the buffered gaps and empty the buffers."""
         if len(self.buffer):
             self.add(np.frombuffer(self.buffer, dtype=np.float64))
             del self.buffer[:]
+        if len(self.shared_buffer):
+            self.add(np.frombuffer(self.shared_buffer, dtype=np.float64), np.frombuffer(self.shared_counts, dtype=np.int64))
+            del self.shared_buffer[:]
+            del self.shared_counts[:]
 
     def merge(self, other: TokenGapHistogram) -> None:
         """Add ``other``'s gaps to this histogram (exact: counts add)."""

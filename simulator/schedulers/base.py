@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
+from collections.abc import Callable
 from collections import deque
 from operator import attrgetter
 
@@ -258,6 +259,18 @@ class Scheduler:
         request.finish_time = now
         self.block_manager.free(request)
 
+    def fast_forward(self, batch: Batch, now: float, horizon: float,
+                     price: Callable[[Batch], float]) -> tuple[list[tuple[float, float, int]], list[Request]]:
+        """Take the iterations that would follow ``batch`` unchanged, before time ``horizon`` (s),
+        in one go (``simulator.schedulers.fast_forward``); the replica calls it after
+        ``on_step_end(batch, now)`` of a decode-only step that finished nothing.
+
+        Returns:
+            Per iteration taken: (start s, end s, KV blocks in use); and the requests the last
+            one finished. The base takes none.
+        """
+        return [], []
+
     def record_token_gaps(self, histogram: TokenGapHistogram) -> None:
         """Keep token gaps in ``histogram`` (shared by the run's replicas) instead of every
         output token's time in ``Request.token_times`` (``output.token_gaps: histogram``)."""
@@ -318,5 +331,5 @@ class Scheduler:
         if finished:
             self.running = [r for r in self.running if r.status != RequestStatus.FINISHED]
         if gaps is not None and len(gaps) >= FLUSH_AT:
-            self.token_gap_histogram.flush()
+            self.token_gap_histogram.flush()  # also bins the shared gaps of fast-forwarded steps
         return finished

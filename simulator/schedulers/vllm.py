@@ -27,11 +27,13 @@ vLLM's ``delay_factor`` is not modelled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter
 
 from simulator.engine.batch import Batch
 from simulator.engine.request import Request, RequestStatus
 from simulator.schedulers.base import Scheduler
+from simulator.schedulers.fast_forward import decode_window
 
 _request_id = attrgetter("request_id")
 
@@ -66,6 +68,14 @@ class VLLMScheduler(Scheduler):
         # A decode pass that preempted every running request leaves their blocks free for the
         # waiting queue, hence the second prefill attempt.
         return self._schedule_prefills(now) or self._schedule_decodes() or self._schedule_prefills(now)
+
+    def fast_forward(self, batch: Batch, now: float, horizon: float,
+                     price: Callable[[Batch], float]) -> tuple[list[tuple[float, float, int]], list[Request]]:
+        """Decode iterations of an unchanged batch in one go (``decode_window``); none with
+        swap or prefix caching, or without the block-boundary index."""
+        if self._boundaries is None or self.swap or self.prefix_caching or self._entered:
+            return [], []
+        return decode_window(self, batch, now, horizon, price)
 
     def _schedule_with_swap(self, now: float) -> Batch | None:
         batch = None if self.swapped else self._schedule_prefills(now)
