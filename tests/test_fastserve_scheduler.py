@@ -147,6 +147,13 @@ def test_starved_request_promoted_to_the_top():
     # Last served in the iteration ending at 3.0; promoted at t=8 to the tail of level 0, behind
     # the request that arrived then, it runs next.
     assert served[:7] == [3, 4, 5, 6, 7, 8, 0] and list(long.token_times)[-1] == 10.0
+    # Demoted again, it starves again and is promoted again, so it keeps progressing under a
+    # stream of short requests that overloads the seat (later gaps grow: the shorts starve too,
+    # and the promoted are served in the order they starved).
+    for t in range(12, 60):
+        s.add_request(make_request(t, prompt=4, output=2))
+        run_step(s, float(t))
+    assert list(long.token_times)[3:] == [10.0, 24.0, 46.0]
 
 
 def test_invariants_with_preemption_by_swap(azure_conv):

@@ -17,10 +17,16 @@ Follows Wu et al., "Fast Distributed Inference Serving for Large Language Models
   iterations, or one decode); a request whose charge reaches its level's quantum is demoted to
   the tail of the next level.
 * A request left out of an iteration keeps its KV blocks while they fit. When a request chosen
-  for the iteration needs blocks that are not free, the lowest-priority requests not chosen give
-  up theirs: swapped to CPU memory with ``preemption_mode: swap`` while the swap space has room
-  (FastServe's offloading to host memory, done here on demand), else freed and recomputed later.
-  A preempted request keeps its level.
+  for the iteration needs blocks that are not free, requests not chosen give up theirs, the
+  lowest priority first (a preempted request keeps its level):
+  - a running request's next decode token: any lower-priority request, swapped to CPU memory
+    with ``preemption_mode: swap`` while the swap space has room, else freed and recomputed;
+  - a waiting request's prompt, or a swapped request coming back: only requests at lower levels,
+    only by swap, and only if swapping them frees enough (FastServe's offloading to host memory,
+    done here on demand). Recomputing a request to admit another would throw away work that
+    the request has already had, and requests of one level would swap each other in turn.
+  A waiting request that does not fit stops admission for the iteration (no skipping ahead), so
+  long prompts are not starved by shorter ones behind them.
 * Starvation: a request not served for ``fastserve_starve_limit_s`` seconds is promoted to the
   tail of level 0 (Algorithm 1's STARVE_LIMIT).
 
@@ -77,6 +83,8 @@ class FastServeScheduler(Scheduler):
         place.level, place.used = level, 0
         self._num_entries += 1
         place.rank = level << _SEQ_BITS | self._num_entries
+        if level:  # from now on it may starve
+            self._next_starve_check_time = min(self._next_starve_check_time, place.last_served_time + self.config.fastserve_starve_limit_s)
         if level == len(self.quanta) - 1:  # the newest rank of the lowest level is the largest
             self._queue.append((place.rank, place.request))
         else:
@@ -98,7 +106,6 @@ class FastServeScheduler(Scheduler):
     def add_request(self, request: Request) -> None:
         place = self._places[request.request_id] = _Place(request, last_served_time=request.arrival_time)
         self._enter(place, self.join_level(request))
-        self._next_starve_check_time = min(self._next_starve_check_time, request.arrival_time + self.config.fastserve_starve_limit_s)
         self.waiting.append(request)
 
     def _promote_starved(self, now: float) -> None:
