@@ -61,7 +61,12 @@ class _Place:
 
 
 class FastServeScheduler(Scheduler):
-    """Skip-join MLFQ: highest level first, demoted after a quantum, preempted per iteration."""
+    """Skip-join MLFQ: highest level first, demoted after a quantum, preempted per iteration.
+
+    Wu et al. 2023 (arXiv 2305.05920), Sec. 4.1 and Algorithm 1; the module docstring says what
+    is modelled. Arguments as ``Scheduler``'s; the knobs are ``scheduler.fastserve_*`` (quanta in
+    iterations, the starvation limit in seconds of simulated time).
+    """
 
     supports_swap = True
 

@@ -41,7 +41,12 @@ _PREEMPTED, _STARVED, _BY_PREDICTION = 0, 1, 2  # the waiting queue's classes, i
 
 
 class SJFScheduler(VLLMScheduler):
-    """vLLM v0 with the waiting queue ordered by predicted output length; starved requests first."""
+    """vLLM v0 with the waiting queue ordered by predicted output length; starved requests first.
+
+    Fu et al. (NeurIPS'24), Sec. 4, with the predictor error of the module docstring. Arguments
+    as ``Scheduler``'s; the knobs are ``scheduler.sjf_*`` (the starvation limit in seconds of
+    simulated time since arrival, predictions in output tokens).
+    """
 
     def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
         super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)
