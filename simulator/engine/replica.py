@@ -105,6 +105,24 @@ class Replica:
             # KV usage and queues as the step runs: after admission, before fold-back.
             used = block_manager.num_blocks - block_manager.num_free_blocks
             num_waiting, num_running = len(scheduler.waiting), len(scheduler.running)
+            if (self.fast_forward_decodes and host_time is None and not batch.num_prefill_tokens and not batch.num_preemptions
+                    and not batch.num_swapped_blocks):
+                # A decode batch: it, and the same requests' iterations after it, may all end before the next event.
+                steps, finished = scheduler.fast_forward(batch, start, env.peek(), cost_model.step_time)
+                if steps:
+                    n, num_blocks = len(batch.requests), block_manager.num_blocks
+                    for step_start, end, used in steps:
+                        kv_usage = used / num_blocks
+                        if keep_every is not None and iteration % keep_every == 0:
+                            record((replica_id, iteration, step_start, end, n, 0, n, used, kv_usage, num_waiting, num_running, 0, 0))
+                        iteration += 1
+                        self.total_kv_usage += kv_usage
+                    self.num_iterations = iteration
+                    self.total_batch_size += n * len(steps)
+                    yield env.timeout(steps[-1][1] - start)
+                    for request in finished:
+                        self.on_finish(request)
+                    continue
             step_time = cost_model.step_time(batch)
             if batch.num_swapped_blocks:
                 step_time += batch.num_swapped_blocks * block_transfer_s
@@ -133,23 +151,6 @@ class Replica:
             else:
                 for request in finished:
                     self.on_finish(request)
-            if (not finished and self.fast_forward_decodes and host_time is None and not batch.num_prefill_tokens and not batch.num_preemptions
-                    and not batch.num_swapped_blocks and len(scheduler.waiting) == num_waiting):
-                # Nothing arrived or finished: the same batch may run again, several times, before the next event.
-                steps, finished = scheduler.fast_forward(batch, env.now, env.peek(), cost_model.step_time)
-                if steps:
-                    n, num_blocks = len(batch.requests), block_manager.num_blocks
-                    for start, end, used in steps:
-                        kv_usage = used / num_blocks
-                        if keep_every is not None and iteration % keep_every == 0:
-                            record((replica_id, iteration, start, end, n, 0, n, used, kv_usage, num_waiting, num_running, 0, 0))
-                        iteration += 1
-                        self.total_kv_usage += kv_usage
-                    self.num_iterations = iteration
-                    self.total_batch_size += n * len(steps)
-                    yield env.timeout(steps[-1][1] - env.now)
-                    for request in finished:
-                        self.on_finish(request)
 
     def _finish_later(self, finished: list[Request], delay_s: float):
         """Hand ``finished`` to ``on_finish`` ``delay_s`` from now, when their last token reaches the client."""

@@ -261,13 +261,13 @@ class Scheduler:
 
     def fast_forward(self, batch: Batch, now: float, horizon: float,
                      price: Callable[[Batch], float]) -> tuple[list[tuple[float, float, int]], list[Request]]:
-        """Take the iterations that would follow ``batch`` unchanged, before time ``horizon`` (s),
-        in one go (``simulator.schedulers.fast_forward``); the replica calls it after
-        ``on_step_end(batch, now)`` of a decode-only step that finished nothing.
+        """Run ``batch`` (a decode-only batch just scheduled at ``now``, s) and the iterations
+        that would follow it unchanged, all ending before time ``horizon`` (s), in one go
+        (``simulator.schedulers.fast_forward``), folding them back as ``on_step_end`` would.
 
         Returns:
-            Per iteration taken: (start s, end s, KV blocks in use); and the requests the last
-            one finished. The base takes none.
+            Per iteration taken: (start s, end s, KV blocks in use), empty when the replica
+            must step ``batch`` itself; and the requests the last one finished. The base takes none.
         """
         return [], []
 
