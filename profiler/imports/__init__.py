@@ -88,13 +88,19 @@ def import_profile(value: str, model: ModelSpec, tps: tuple[int, ...], out: Path
     """``servesim profile import``: write the bundle of ``value`` into ``out``; returns ``out``.
 
     Raises:
-        ScenarioError: see ``build``; ``out`` is a file or holds a bundle ``servesim profile`` measured.
+        ScenarioError: see ``build`` (and, for a mixture-of-experts model from aiconfigurator,
+            ``aiconfigurator_moe.import_moe``); ``out`` is a file or holds a bundle ``servesim profile`` measured.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ScenarioError("--out", "", str(out), "is a file", "give a folder for the profile bundle")
     if (out / "profile.json").is_file() and not (out / "provenance.json").is_file():
         raise ScenarioError("--out", "", str(out), "holds a measured profile bundle", "import into another folder (an import never overwrites measurements)")
+    parsed = split(value)
+    if model.moe is not None and parsed is not None and parsed[0] == "aiconfigurator":
+        from profiler.imports.aiconfigurator_moe import import_moe  # the routed experts (moe.csv, moe_profile.json)
+
+        return import_moe(parsed[1], model, tuple(sorted(tps)), out, source, field)
     return build(value, model, tps, out, source, field).write()
 
 

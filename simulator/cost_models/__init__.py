@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from simulator.cost_models.base import CostModel
 from simulator.cost_models.profiled import ProfiledCostModel
+from simulator.cost_models.profiled_moe import REQUIRED as MOE_OPERATORS, ProfiledMoECostModel
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.cost_models.roofline_moe import MoERooflineCostModel
 from simulator.engine.deployment import Deployment
@@ -21,20 +22,18 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
     """The cost model of one replica of ``deployment`` (its model, GPU, TP and PP).
 
     Raises:
-        ScenarioError: ``hardware.profile`` names a bundle that cannot be used, or is given for a
-            mixture-of-experts model (profiles hold no MoE or latent-attention operators yet).
+        ScenarioError: ``hardware.profile`` names a bundle that cannot be used; for a
+            mixture-of-experts model, one without its MoE operators (the line names them).
     """
     profile = scenario.hardware.profile
     model = deployment.model
-    if profile is not None and model.moe is not None:
-        raise ScenarioError(source, "hardware.profile", profile, f"{model.name} is a mixture-of-experts model ({model.architecture}), and profiles hold no MoE or latent-attention operators yet",
-                            "remove hardware.profile to price it with the roofline, which has MoE, expert-parallel and MLA parts")
     if model.moe is not None:
-        return MoERooflineCostModel(
-            model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size, scenario.hardware.roofline,
-            deployment.dtype_bytes, deployment.quantization, source, deployment.data_parallel_size, deployment.expert_parallel,
-            scenario.model.moe_routing,
-        )
+        args = (model, deployment.gpu, deployment.tensor_parallel_size, deployment.pipeline_parallel_size, scenario.hardware.roofline,
+                deployment.dtype_bytes, deployment.quantization, source, deployment.data_parallel_size, deployment.expert_parallel,
+                scenario.model.moe_routing)
+        if profile is None:
+            return MoERooflineCostModel(*args)
+        return ProfiledMoECostModel(_moe_bundle(profile, deployment, source), *args)
     if profile is not None:
         kind, _, what = profile.partition(":")
         if kind == "aiconfigurator":
@@ -54,6 +53,29 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
     )
 
 
+def _moe_bundle(profile: str, deployment: Deployment, source: str) -> str:
+    """The MoE bundle folder ``hardware.profile`` names for a mixture-of-experts replica.
+
+    ``aiconfigurator:`` sources are imported (and cached) at the replica's expert-TP degree;
+    a folder is used as it is. Other sources hold no MoE operators.
+
+    Raises:
+        ScenarioError: a source kind without MoE tables (one line naming the missing operators),
+            or the import's own errors.
+    """
+    kind, _, what = profile.partition(":")
+    if kind not in PROFILE_SOURCE_KINDS:
+        return profile
+    model = deployment.model
+    if kind != "aiconfigurator":
+        raise ScenarioError(source, "hardware.profile", profile, f"{kind} profiles hold no MoE operators (missing: {', '.join(MOE_OPERATORS)}) for {model.name}",
+                            "use aiconfigurator:SYSTEM/vllm/VERSION, or remove hardware.profile to price it with the roofline")
+    _check_system(what.split("/")[0], deployment, profile, source)
+    from profiler.imports.aiconfigurator_moe import named_moe_profile  # pandas: only for a named profile
+
+    return str(named_moe_profile(profile, model, deployment.parallelism.expert_tensor_parallel_size, source))
+
+
 def _check_system(system: str, deployment: Deployment, profile: str, source: str) -> None:
     """A named aiconfigurator profile must be of the scenario's GPU (a GPU spec file without a system may take any).
 
@@ -66,4 +88,4 @@ def _check_system(system: str, deployment: Deployment, profile: str, source: str
                             f"use aiconfigurator:{own}/... for this GPU, or set hardware.gpu to the profile's GPU")
 
 
-__all__ = ["CostModel", "MoERooflineCostModel", "ProfiledCostModel", "RooflineCostModel", "build_cost_model"]
+__all__ = ["CostModel", "MoERooflineCostModel", "ProfiledCostModel", "ProfiledMoECostModel", "RooflineCostModel", "build_cost_model"]

@@ -1,0 +1,149 @@
+"""MoE profile bundles from aiconfigurator-core's measured vLLM fused-MoE tables.
+
+``moe/<framework>/<version>/moe_perf.parquet`` of a system holds, per (moe_dtype, hidden_size,
+inter_size, num_experts, topk, moe_tp_size, moe_ep_size, distribution), the latency of vLLM's
+``fused_experts`` alone in a CUDA graph on one GPU over a sweep of ``num_tokens`` (aiconfigurator
+``collector/vllm/collect_moe.py``): token alignment, grouped gate/up GEMM, SiLU * mul, grouped
+down GEMM and the sum of each token's k outputs, every token on that GPU. That is the catalogue's
+``moe_experts`` (``profiler/catalogue_moe.py``). Rows kept: ``distribution == balanced``,
+``moe_dtype == bfloat16``, the model's (h, w, E, k) and each TP degree's expert split (the TP
+slice of every expert, vLLM's default without ``enable_expert_parallel``), vLLM's Triton fused-MoE
+kernel where the table has it (FlashInfer's are opt-in), else the kernel with the most rows.
+
+The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
+``MOE_COLUMNS``) and ``moe_profile.json`` (format, model dimensions, operators held per TP
+degree, provenance: package, version, system, framework version, table file, kernel).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from profiler.catalogue_moe import MOE, MOE_SHAPE_COLUMNS, expert_counts, expert_shape
+from profiler.imports.aiconfigurator import EXTRA, PACKAGE, URL, _closest_version, package_root, package_version, parse
+from simulator.errors import ScenarioError
+from simulator.specs.model import ModelSpec
+
+MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
+MOE_FORMAT = 1
+MOE_MODEL_FIELDS = ("hidden_size", "num_experts", "num_experts_per_token", "expert_intermediate_size")
+
+
+def model_fields(model: ModelSpec) -> dict[str, int]:
+    """The dimensions a MoE bundle is valid for (hidden size, experts, top-k, expert width)."""
+    assert model.moe is not None
+    m = model.moe
+    return {"hidden_size": model.hidden_size, "num_experts": m.num_experts, "num_experts_per_token": m.num_experts_per_token,
+            "expert_intermediate_size": m.expert_intermediate_size}
+
+
+def select_rows(table, model: ModelSpec, tp: int):
+    """The balanced bf16 rows of ``table`` (a moe_perf DataFrame) at ``model``'s expert shape on TP ``tp``, one kernel, by tokens."""
+    shape = expert_shape(model, tp)
+    d = table[(table["distribution"] == "balanced") & (table["moe_dtype"] == "bfloat16") & (table["hidden_size"] == shape.hidden)
+              & (table["inter_size"] == model.moe.expert_intermediate_size) & (table["num_experts"] == shape.num_experts)
+              & (table["topk"] == shape.top_k) & (table["moe_tp_size"] == tp) & (table["moe_ep_size"] == 1)]
+    if d.empty:
+        return d
+    counts = d.groupby("kernel_source").size()
+    triton = [k for k in counts.index if "triton" in str(k)]
+    kernel = max(triton or list(counts.index), key=lambda k: counts[k])
+    return d[d["kernel_source"] == kernel].sort_values("num_tokens").drop_duplicates("num_tokens")
+
+
+def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, source: str = "--source", field: str = "") -> Path:
+    """Write the MoE bundle of ``aiconfigurator:<spec>`` for ``model`` at TP degrees ``tps`` into ``out``; returns ``out``.
+
+    A TP degree without rows at the model's shape is left out of ``operators`` (a scenario at that
+    degree is then refused, naming ``moe_experts``).
+
+    Raises:
+        ScenarioError: the package is missing, the spec is unknown, the system has no
+            ``moe_perf`` table for the framework, or the table cannot be read.
+    """
+    import pandas as pd
+
+    root = package_root(source)
+    system, framework, version = parse(spec, source, field, root)
+    path = _closest_version(root / "data" / system / "moe" / framework, version, "moe_perf.parquet")
+    if path is None:
+        raise ScenarioError(source, field, f"aiconfigurator:{spec}", f"{system} has no {framework} moe_perf table", "use a system and framework with MoE tables (e.g. h100_sxm/vllm)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt or truncated file
+        raise ScenarioError(str(path), "", ..., f"cannot be read as a parquet table ({type(e).__name__})", f"reinstall the package: {EXTRA}") from None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, operators, kernels = [], {}, {}
+    for tp in sorted(tps):
+        shape = expert_shape(model, tp)
+        d = select_rows(table, model, tp)
+        operators[str(tp)] = ["moe_experts"] if len(d) else []
+        if d.empty:
+            continue
+        kernels[str(tp)] = str(d["kernel_source"].iloc[0])
+        for r in d.itertuples():
+            m = int(r.num_tokens)
+            flops, nbytes = expert_counts(shape, m)
+            rows.append(("moe_experts", str(r.kernel_source), "bfloat16", tp, *shape.key(m), flops, nbytes, float(r.latency) * 1e-3, "measured"))
+    with open(out / "moe.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(MOE_COLUMNS)
+        w.writerows(rows)
+    manifest = {
+        "format": MOE_FORMAT, "kind": MOE, "model": {"name": model.name, **model_fields(model)}, "tensor_parallel_sizes": sorted(tps),
+        "operators": operators, "dtype": "bfloat16", "routing": "balanced",
+        "provenance": {"source": f"aiconfigurator:{spec}", "measured_by": "NVIDIA aiconfigurator collector (collector/vllm/collect_moe.py)",
+                       "licence": "Apache-2.0", "url": URL, "package": PACKAGE, "package_version": package_version(), "system": system,
+                       "framework": framework, "framework_version": path.parent.name, "file": str(path.relative_to(root)),
+                       "device": str(table["device"].iloc[0]) if "device" in table and len(table) else None, "kernels": kernels,
+                       "what": "vLLM fused_experts in a CUDA graph: align, gate/up, SiLU*mul, down, moe_sum; router and top-k outside"},
+    }
+    if path.parent.name != version:
+        manifest["notes"] = [f"MoE measured with {framework} {path.parent.name} (the closest version collected)"]
+    with open(out / "moe_profile.json", "w") as f:
+        json.dump(manifest, f, indent=1)
+    return out
+
+
+def named_moe_profile(value: str, model: ModelSpec, tp: int, source: str = "<scenario>", field: str = "hardware.profile") -> Path:
+    """The cached MoE bundle of ``aiconfigurator:<spec>`` for ``model`` at expert-TP ``tp``, imported on first use.
+
+    Kept under ``profiler.imports.cache_root()``, keyed by the source, the model's expert
+    dimensions, the TP degree, the package version and ``MOE_FORMAT``; built in a temporary folder
+    and renamed into place, so parallel simulations never read half of one.
+
+    Raises:
+        ScenarioError: see ``import_moe``; the cache folder cannot be written.
+    """
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    from profiler.imports import cache_root
+
+    spec = value.partition(":")[2]
+    ident = {"value": value, "model": model_fields(model), "tp": tp, "format": MOE_FORMAT, "package_version": package_version()}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    root = cache_root()
+    final = root / f"moe-{spec.replace('/', '-')}-{Path(model.name).stem}-tp{tp}-{key}"
+    if (final / "moe_profile.json").is_file():
+        return final
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".import-moe-", dir=root))
+    except OSError as e:
+        raise ScenarioError(source, field, value, f"cannot write the profile cache {root} ({e.strerror})", "set SERVESIM_CACHE_DIR to a writable folder") from None
+    try:
+        import_moe(spec, model, (tp,), tmp, source, field)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first: use its bundle
+            if not (final / "moe_profile.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

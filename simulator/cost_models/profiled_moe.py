@@ -1,0 +1,141 @@
+"""Profiled prices for mixture-of-experts replicas: the routed experts read from a measured MoE profile.
+
+A MoE profile (``moe_profile.json`` and ``moe.csv`` in a bundle folder; ``servesim profile
+import aiconfigurator:...`` writes one from aiconfigurator-core's measured vLLM ``moe_perf``
+tables, ``profiler/imports/aiconfigurator_moe.py``) holds ``moe_experts``: vLLM's
+``fused_experts`` (align, grouped gate/up GEMM, SiLU * mul, grouped down GEMM, moe_sum) timed on
+one GPU holding its share of the experts, over a sweep of tokens on that GPU, under balanced
+routing, at one expert-parallel and expert-tensor-parallel split.
+
+``ProfiledMoECostModel`` prices a step as ``MoERooflineCostModel`` does, with the ``experts`` part
+of every MoE block (routed experts plus moe_sum) replaced by the profile's runtime model at the
+step's tokens on the GPU:
+
+    t(m) = table(m) x roofline(m, scenario routing) / roofline(m, balanced routing)
+
+``table`` interpolates linearly between measured token counts and, outside the measured range,
+holds the efficiency measured at the nearest edge and scales the roofline's time
+(``simulator.cost_models.tables.Table1D``; DESIGN.md). The roofline here is ``MoELayer``'s own
+experts_time + combine_time (``simulator/cost_models/moe.py``: routed pairs and distinct experts
+touched, the GPU's fit to the same tables), so the distinct-experts math is that module's alone:
+a zipf routing that touches fewer or more experts than the balanced measurement moves the price by
+the roofline's ratio. The router GEMM, shared experts, the attention side, all-reduce and
+all-to-all stay the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
+``sources``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from simulator.cost_models.moe import MoELayer
+from simulator.cost_models.roofline_moe import MoERooflineCostModel
+from simulator.cost_models.tables import Table1D
+from simulator.errors import ScenarioError
+from simulator.scenario import MoERoutingConfig
+
+FIELD = "hardware.profile"
+PROFILE_FILE, TABLE_FILE = "moe_profile.json", "moe.csv"
+REQUIRED = ("moe_experts",)
+
+
+def read_moe_table(root: Path, model_name: str, hidden: int, num_experts: int, top_k: int, expert_width: int, ep: int, moe_tp: int,
+                   source: str = "<scenario>") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The ``moe_experts`` rows of bundle ``root`` at one GPU's expert shape: (tokens, seconds, manifest).
+
+    ``expert_width`` is the width on one GPU (w / moe_tp). Repeats of one token count are
+    averaged by their median.
+
+    Raises:
+        ScenarioError: one line naming the missing operators, when the folder has no MoE profile or
+            none at this shape and split.
+    """
+    where = f"expert shape h {hidden}, E {num_experts}, top {top_k}, width {expert_width} per GPU, EP {ep}, expert TP {moe_tp}"
+    path = root / PROFILE_FILE
+    if not path.is_file() or not (root / TABLE_FILE).is_file():
+        raise ScenarioError(source, FIELD, str(root), f"holds no MoE operators (missing: {', '.join(REQUIRED)}) for {model_name}",
+                            "import them: `servesim profile import aiconfigurator:SYSTEM/vllm/VERSION --model ... --out DIR`, or remove hardware.profile to price it with the roofline")
+    with open(path) as f:
+        manifest = json.load(f)
+    by_tokens: dict[int, list[float]] = {}
+    with open(root / TABLE_FILE, newline="") as f:
+        for r in csv.DictReader(f):
+            key = tuple(int(float(r[c])) for c in ("hidden", "top_k", "expert_width", "ep", "moe_tp"))
+            if r["operator"] == "moe_experts" and key == (hidden, top_k, expert_width, ep, moe_tp):
+                by_tokens.setdefault(int(float(r["num_tokens"])), []).append(float(r["median_s"]))
+    if len(by_tokens) < 2:
+        raise ScenarioError(source, FIELD, str(root), f"has no measurements of moe_experts at the {where} of {model_name}",
+                            "import a source that measured this split (aiconfigurator's moe_perf), or remove hardware.profile to price it with the roofline")
+    tokens = np.array(sorted(by_tokens), dtype=np.float64)
+    seconds = np.array([float(np.median(by_tokens[int(m)])) for m in tokens])
+    return tokens, seconds, manifest
+
+
+class ProfiledMoELayer(MoELayer):
+    """A ``MoELayer`` whose routed experts and moe_sum cost the measured ``moe_experts`` runtime model.
+
+    Args: those of ``MoELayer``, plus
+        tokens, seconds: the measured table at this GPU's expert shape (tokens on the GPU, s).
+    """
+
+    def __init__(self, roofline, model, par, routing: MoERoutingConfig, tokens: np.ndarray, seconds: np.ndarray) -> None:
+        super().__init__(roofline, model, par, routing)
+        self.balanced = MoELayer(roofline, model, par, MoERoutingConfig())
+        self.table = Table1D(tokens, seconds, self.roofline_balanced_s)
+        self.skewed = routing.distribution != "balanced"
+
+    def roofline_balanced_s(self, group_tokens: float) -> float:
+        """The roofline's routed experts plus moe_sum under balanced routing (s), the shape of extrapolation."""
+        m = int(round(group_tokens))
+        return self.balanced.experts_time(m) + self.balanced.combine_time(m)
+
+    def profiled_experts_time(self, group_tokens: int) -> float:
+        """Routed experts plus moe_sum for ``group_tokens`` tokens on the MoE group (s): the table, times the routing ratio."""
+        if group_tokens <= 0:
+            return 0.0
+        t = self.table(group_tokens)
+        if self.skewed:
+            balanced = self.roofline_balanced_s(group_tokens)
+            if balanced > 0:
+                t *= (self.experts_time(group_tokens) + self.combine_time(group_tokens)) / balanced
+        return t
+
+    def parts(self, group_tokens: int, rank_tokens: int) -> dict[str, float]:
+        """``MoELayer.parts`` with ``experts`` from the profile (every token of the group is on each GPU, as measured)."""
+        out = super().parts(group_tokens, rank_tokens)
+        out["experts"] = self.profiled_experts_time(group_tokens)
+        return out
+
+
+class ProfiledMoECostModel(MoERooflineCostModel):
+    """``MoERooflineCostModel`` with the routed experts read from a MoE profile bundle.
+
+    Args: those of ``MoERooflineCostModel``, plus
+        bundle: the folder holding ``moe_profile.json`` and ``moe.csv``.
+
+    Raises:
+        ScenarioError: the folder holds no MoE operators, or none at the replica's expert split
+            (one line naming ``moe_experts``).
+    """
+
+    def __init__(self, bundle: str | Path, model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes=2, quantization="none",
+                 source="<scenario>", data_parallel_size=1, expert_parallel=False, routing: MoERoutingConfig | None = None) -> None:
+        super().__init__(model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes, quantization, source,
+                         data_parallel_size, expert_parallel, routing)
+        assert model.moe is not None
+        if quantization != "none":
+            raise ScenarioError(source, FIELD, str(bundle), f"holds bf16 moe_experts only, not {quantization}", "set model.quantization to none, or remove hardware.profile")
+        moe, par = model.moe, self.par
+        width = moe.expert_intermediate_size // par.expert_tensor_parallel_size
+        tokens, seconds, manifest = read_moe_table(Path(bundle), model.name, model.hidden_size, moe.num_experts, moe.num_experts_per_token, width,
+                                                   par.expert_parallel_size, par.expert_tensor_parallel_size, source)
+        self.bundle, self.manifest = Path(bundle), manifest
+        self.moe_layer = ProfiledMoELayer(self, model, par, routing or MoERoutingConfig(), tokens, seconds)
+        self._parts_cache.clear()
+        self._token_time_cache.clear()
+        self.sources = {"experts": f"measured: {manifest.get('provenance', {}).get('source', str(bundle))} moe_experts",
+                        "router": "roofline", "shared_experts": "roofline", "attention": "roofline", "all_reduce": "roofline", "all_to_all": "roofline"}
