@@ -182,6 +182,10 @@ def run_import(source_spec: str, model: str, tp: str, out: Path, fit: bool) -> d
     spec = resolve_model(model)
     tps = parse_tps(tp, spec)
     root = import_profile(source_spec, spec, tps, out, source="servesim profile import", field="SOURCE")
+    if spec.moe is not None:  # routed experts: the measured table is the runtime model (no fit)
+        from profiler.imports.aiconfigurator_moe import moe_provenance
+
+        return {"out": root, "provenance": moe_provenance(root), "fit": None}
     report = None
     if fit:
         from profiler.fit import fit_bundle

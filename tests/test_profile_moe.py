@@ -166,3 +166,7 @@ def test_profile_import_writes_the_moe_rows_of_a_toy_system(tmp_path, monkeypatc
     table = pd.read_csv(out / "moe.csv")
     assert list(table.num_tokens) == list(TOKENS) and np.allclose(table.median_s, [(0.1 + m * 1e-3) * 1e-3 for m in TOKENS])
     assert cost(out).moe_layer.parts(64, 64)["experts"] == pytest.approx((0.1 + 64e-3) * 1e-3)
+    from profiler.commands import run_import
+
+    result = run_import("aiconfigurator:toy_sxm/vllm/1.0", "mixtral-8x7b", "2", tmp_path / "c", fit=True)
+    assert result["fit"] is None and result["provenance"]["operators"] == {"moe_experts|bfloat16|tp2": {"rows": {"measured": len(TOKENS)}}}

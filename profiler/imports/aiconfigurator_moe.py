@@ -147,3 +147,16 @@ def named_moe_profile(value: str, model: ModelSpec, tp: int, source: str = "<sce
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def moe_provenance(root: Path) -> dict:
+    """A MoE bundle's provenance in ``read_provenance``'s layout: source, device_name, and rows per ``operator|dtype|tpN``."""
+    with open(Path(root) / "moe_profile.json") as f:
+        manifest = json.load(f)
+    prov = manifest["provenance"]
+    operators: dict[str, dict] = {}
+    with open(Path(root) / "moe.csv", newline="") as f:
+        for r in csv.DictReader(f):
+            entry = operators.setdefault(f"{r['operator']}|{r['dtype']}|tp{r['tp']}", {"rows": {}})
+            entry["rows"][r["origin"]] = entry["rows"].get(r["origin"], 0) + 1
+    return {**prov, "device_name": prov.get("device"), "operators": operators, "filled": {}}
