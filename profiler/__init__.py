@@ -16,3 +16,4 @@ the functions that measure.
 from pathlib import Path
 
 TINY_MODEL_CONFIG = Path(__file__).parent / "data" / "tiny-llama.json"
+TINY_MOE_MODEL_CONFIG = Path(__file__).parent / "data" / "tiny-mixtral.json"

@@ -128,7 +128,7 @@ def model_operators(model: ModelSpec) -> list[OperatorSpec]:
     adds ``qk_norm``.
 
     Raises:
-        ScenarioError: ``model`` is a mixture of experts (the catalogue has no MoE operators).
+        ScenarioError: ``model`` is a mixture of experts (its MoE block's operators are ``profiler/catalogue_moe.py``'s).
     """
     if model.moe is not None:
         raise ScenarioError("--model", "", model.name, f"is a mixture-of-experts model ({model.architecture}); the profiler measures dense layers only",

@@ -160,6 +160,8 @@ def profile(opts: ProfileOptions) -> RunSummary:
     from profiler.ops import Builder
 
     started = time.perf_counter()
+    if opts.model.moe is not None:  # the MoE block's operators (profiler/moe_profile.py)
+        return _profile_moe(opts, started)
     for tp in opts.tps:
         problem = check_tp(opts.model, tp)
         if problem:
@@ -238,6 +240,23 @@ def profile(opts: ProfileOptions) -> RunSummary:
         info["end"] = snapshot(opts.device)
         bundle.write_json(opts.out / bundle.DEVICE, info)
     return RunSummary(len(measurements), num_done_before, num_measured, num_failed, stopped, dict(seconds), opts.out)
+
+
+def _profile_moe(opts: ProfileOptions, started: float) -> RunSummary:
+    """``profile`` for a mixture-of-experts model: router, grouped experts and moe_sum over the token sweep (``profile_moe``).
+
+    Raises:
+        ScenarioError: no CUDA device for ``cuda``, or a TP degree that does not divide the expert width.
+    """
+    import torch
+
+    from profiler.moe_profile import profile_moe
+
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError("--device", "", "cuda", "no CUDA GPU is visible to torch", "run on a GPU machine or use --device cpu")
+    tokens = opts.sweep.token_counts()
+    n = profile_moe(opts.model, opts.tps, tokens, opts.device, opts.out, opts.dtype, opts.threads or 1, opts.min_time_s)
+    return RunSummary(n, 0, n, 0, "done", {"moe": time.perf_counter() - started}, opts.out)
 
 
 def _groups(todo: list[Measurement]) -> list[list[Measurement]]:

@@ -170,3 +170,27 @@ def test_profile_import_writes_the_moe_rows_of_a_toy_system(tmp_path, monkeypatc
 
     result = run_import("aiconfigurator:toy_sxm/vllm/1.0", "mixtral-8x7b", "2", tmp_path / "c", fit=True)
     assert result["fit"] is None and result["provenance"]["operators"] == {"moe_experts|bfloat16|tp2": {"rows": {"measured": len(TOKENS)}}}
+
+
+def test_cpu_profile_of_a_tiny_moe_model_prices_its_experts(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from profiler import TINY_MOE_MODEL_CONFIG
+    from profiler.moe_profile import balanced_topk, grouped_experts, profile_moe
+    from simulator.specs.model import model_spec_from_hf_config
+    import torch
+
+    # the grouped loop equals a dense per-token reference
+    x = torch.randn(5, 8)
+    ids, weights = balanced_topk(5, 4, 2, "cpu")
+    w13, w2 = torch.randn(4, 6, 8), torch.randn(4, 8, 3)
+    ref = torch.stack([sum(0.5 * (torch.nn.functional.silu(w13[e, :3] @ x[i]) * (w13[e, 3:] @ x[i])) @ w2[e].T for e in ids[i].tolist()) for i in range(5)])
+    assert torch.allclose(grouped_experts(x, ids, weights, w13, w2), ref, atol=1e-5)
+    assert sorted(ids[:2].flatten().tolist()) == [0, 1, 2, 3]
+
+    tiny = model_spec_from_hf_config(TINY_MOE_MODEL_CONFIG, name="tiny-mixtral")
+    assert profile_moe(tiny, (1,), [1, 4, 16], "cpu", tmp_path, min_time_s=0.002) == 9
+    table = pd.read_csv(tmp_path / "moe.csv")
+    assert list(table.operator[:3]) == ["router_gemm", "moe_experts", "moe_sum"] and (table.median_s > 0).all()
+    c = ProfiledMoECostModel(tmp_path, tiny, H100, 1, 1, RooflineConfig())
+    measured = table[table.operator == "moe_experts"].set_index("num_tokens").median_s
+    assert c.moe_layer.parts(4, 4)["experts"] == pytest.approx(measured[4])
