@@ -68,9 +68,14 @@ def test_invariants_with_preemption_by_swap(azure_conv, scheduler):
     sim, result = run_to_completion(pressured(azure_conv, scheduler, extra=("scheduler.preemption_mode=swap",)))
     check_invariants(sim, result)
     check_preemptions_counted(result)
-    # 4 GiB of swap space holds 2,048 Llama-3-8B blocks, more than the 1,500 on the GPU: every
-    # preemption is a swap.
-    assert result.summary["num_swaps"] == result.summary["num_preemptions"]
+    # 4 GiB of swap space holds 2,048 Llama-3-8B blocks, more than the 1,500 on the GPU: where
+    # swapped requests go back in before new ones are admitted, every preemption is a swap.
+    # FastServe admits new requests at higher levels ahead of swapped ones, so requests pile up
+    # in CPU memory and, once it is full, the rest are preempted by recompute.
+    if scheduler == "fastserve":
+        assert 0 < result.summary["num_swaps"] < result.summary["num_preemptions"]
+    else:
+        assert result.summary["num_swaps"] == result.summary["num_preemptions"]
 
 
 @pytest.mark.parametrize("scheduler", NOT_SWAPPING)

@@ -50,7 +50,7 @@ NO_SWAP_SCHEDULERS = {
     "static": "never preempts (a batch runs until all its requests end)",
     "vllm_v1": "preempts by recompute only (vLLM v1 has no swap)",
 }
-SWAP_SCHEDULERS = frozenset({"vllm", "sarathi", "distserve"})
+SWAP_SCHEDULERS = frozenset({"vllm", "sarathi", "distserve", "fastserve", "sjf"})
 
 
 @dataclass(frozen=True, slots=True)
