@@ -121,7 +121,7 @@ def test_missing_moe_operators_give_one_line_naming_them(tmp_path) -> None:
         cost(tmp_path)
     assert "moe_experts" in str(e.value) and "\n" not in str(e.value)
     write_bundle(tmp_path / "tp4", tp=4)
-    with pytest.raises(ScenarioError, match="no measurements of moe_experts at the expert shape .* expert TP 2"):
+    with pytest.raises(ScenarioError, match="no measurements of moe_experts at the float expert shape .* expert TP 2"):
         cost(tmp_path / "tp4")
 
 
@@ -142,8 +142,9 @@ def test_import_from_the_installed_package(tmp_path) -> None:
 
     out = import_moe("h100_sxm/vllm/0.24.0", MIXTRAL, (2,), tmp_path)
     manifest = json.loads((out / "moe_profile.json").read_text())
-    assert manifest["operators"] == {"2": ["moe_experts"]} and manifest["provenance"]["system"] == "h100_sxm"
+    assert "moe_experts (bfloat16, expert TP 2)" in manifest["operators"]["2"] and manifest["provenance"]["system"] == "h100_sxm"
     table = pd.read_csv(out / "moe.csv")
+    table = table[(table.dtype == "bfloat16") & (table.ep == 1)].reset_index(drop=True)
     assert (table.expert_width == 7168).all() and table.num_tokens.is_monotonic_increasing and (table.median_s > 0).all()
     c = cost(out)
     m = int(table.num_tokens.iloc[3])
@@ -161,7 +162,7 @@ def test_profile_import_writes_the_moe_rows_of_a_toy_system(tmp_path, monkeypatc
     monkeypatch.setenv("AICONFIGURATOR_SYSTEMS", str(root))
     out = import_profile("aiconfigurator:toy_sxm/vllm/1.0", MIXTRAL, (2, 4), tmp_path / "b")
     manifest = json.loads((out / "moe_profile.json").read_text())
-    assert manifest["operators"] == {"2": ["moe_experts"], "4": []}
+    assert manifest["operators"] == {"2": ["moe_experts (bfloat16, expert TP 2)"], "4": []}
     assert manifest["provenance"]["file"] == "data/toy_sxm/moe/vllm/1.0/moe_perf.parquet" and manifest["provenance"]["device"] == "Toy GPU"
     table = pd.read_csv(out / "moe.csv")
     assert list(table.num_tokens) == list(TOKENS) and np.allclose(table.median_s, [(0.1 + m * 1e-3) * 1e-3 for m in TOKENS])
@@ -194,3 +195,11 @@ def test_cpu_profile_of_a_tiny_moe_model_prices_its_experts(tmp_path) -> None:
     c = ProfiledMoECostModel(tmp_path, tiny, H100, 1, 1, RooflineConfig())
     measured = table[table.operator == "moe_experts"].set_index("num_tokens").median_s
     assert c.moe_layer.parts(4, 4)["experts"] == pytest.approx(measured[4])
+
+
+def test_fp8_and_expert_parallel_rows_are_read_by_their_own_split(tmp_path) -> None:
+    write_bundle(tmp_path)
+    with pytest.raises(ScenarioError, match="no measurements of moe_experts at the fp8 expert shape"):
+        ProfiledMoECostModel(tmp_path, MIXTRAL, H100, 2, 1, RooflineConfig(), quantization="fp8")
+    with pytest.raises(ScenarioError, match="EP 2, expert TP 1"):
+        ProfiledMoECostModel(tmp_path, MIXTRAL, H100, 1, 1, RooflineConfig(), data_parallel_size=2, expert_parallel=True)

@@ -6,9 +6,10 @@ inter_size, num_experts, topk, moe_tp_size, moe_ep_size, distribution), the late
 ``collector/vllm/collect_moe.py``): token alignment, grouped gate/up GEMM, SiLU * mul, grouped
 down GEMM and the sum of each token's k outputs, every token on that GPU. That is the catalogue's
 ``moe_experts`` (``profiler/catalogue_moe.py``). Rows kept: ``distribution == balanced``,
-``moe_dtype == bfloat16``, the model's (h, w, E, k) and each TP degree's expert split (the TP
-slice of every expert, vLLM's default without ``enable_expert_parallel``), vLLM's Triton fused-MoE
-kernel where the table has it (FlashInfer's are opt-in), else the kernel with the most rows.
+``moe_dtype`` bfloat16 or fp8_block (``MOE_DTYPES``), the model's (h, w, E, k) and, per TP degree
+T, both expert splits vLLM runs: the 1 / T slice of every expert (its default) and whole experts
+over T GPUs (``enable_expert_parallel``); vLLM's Triton fused-MoE kernel where the table has it
+(FlashInfer's are opt-in), else the kernel with the most rows.
 
 The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
 ``MOE_COLUMNS``) and ``moe_profile.json`` (format, model dimensions, operators held per TP
@@ -28,6 +29,10 @@ from simulator.specs.model import ModelSpec
 
 MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
 MOE_FORMAT = 1
+# moe_perf moe_dtype -> the bundle's dtype: bf16 weights and activations (quantization none); e4m3
+# weights in 128 x 128 blocks with per-token-group activations (the FP8 checkpoints of DeepSeek-V3
+# and Qwen3, servesim quantization fp8).
+MOE_DTYPES = {"bfloat16": "bfloat16", "fp8_block": "fp8"}
 MOE_MODEL_FIELDS = ("hidden_size", "num_experts", "num_experts_per_token", "expert_intermediate_size")
 
 
@@ -39,12 +44,16 @@ def model_fields(model: ModelSpec) -> dict[str, int]:
             "expert_intermediate_size": m.expert_intermediate_size}
 
 
-def select_rows(table, model: ModelSpec, tp: int):
-    """The balanced bf16 rows of ``table`` (a moe_perf DataFrame) at ``model``'s expert shape on TP ``tp``, one kernel, by tokens."""
-    shape = expert_shape(model, tp)
-    d = table[(table["distribution"] == "balanced") & (table["moe_dtype"] == "bfloat16") & (table["hidden_size"] == shape.hidden)
+def select_rows(table, model: ModelSpec, tp: int, ep: int = 1, moe_dtype: str = "bfloat16"):
+    """The balanced ``moe_dtype`` rows of ``table`` (a moe_perf DataFrame) at ``model``'s expert shape, one kernel, by tokens.
+
+    ``ep`` > 1: whole experts over ``ep`` GPUs (``tp`` is then ignored); else every expert's
+    slice over ``tp`` GPUs.
+    """
+    shape = expert_shape(model, tp, ep)
+    d = table[(table["distribution"] == "balanced") & (table["moe_dtype"] == moe_dtype) & (table["hidden_size"] == shape.hidden)
               & (table["inter_size"] == model.moe.expert_intermediate_size) & (table["num_experts"] == shape.num_experts)
-              & (table["topk"] == shape.top_k) & (table["moe_tp_size"] == tp) & (table["moe_ep_size"] == 1)]
+              & (table["topk"] == shape.top_k) & (table["moe_tp_size"] == shape.moe_tp) & (table["moe_ep_size"] == shape.ep)]
     if d.empty:
         return d
     counts = d.groupby("kernel_source").size()
@@ -78,23 +87,27 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
     out.mkdir(parents=True, exist_ok=True)
     rows, operators, kernels = [], {}, {}
     for tp in sorted(tps):
-        shape = expert_shape(model, tp)
-        d = select_rows(table, model, tp)
-        operators[str(tp)] = ["moe_experts"] if len(d) else []
-        if d.empty:
-            continue
-        kernels[str(tp)] = str(d["kernel_source"].iloc[0])
-        for r in d.itertuples():
-            m = int(r.num_tokens)
-            flops, nbytes = expert_counts(shape, m)
-            rows.append(("moe_experts", str(r.kernel_source), "bfloat16", tp, *shape.key(m), flops, nbytes, float(r.latency) * 1e-3, "measured"))
+        held = []
+        for ep in (1, tp) if tp > 1 else (1,):
+            for moe_dtype, dtype in MOE_DTYPES.items():
+                shape = expert_shape(model, tp, ep)
+                d = select_rows(table, model, tp, ep, moe_dtype)
+                if d.empty:
+                    continue
+                held.append(f"moe_experts ({dtype}, {'EP' if ep > 1 else 'expert TP'} {tp})")
+                kernels[f"{dtype}|tp{shape.moe_tp}|ep{ep}"] = str(d["kernel_source"].iloc[0])
+                for r in d.itertuples():
+                    m = int(r.num_tokens)
+                    flops, nbytes = expert_counts(shape, m, 2.0, 1.0 if dtype == "fp8" else 2.0)
+                    rows.append(("moe_experts", str(r.kernel_source), dtype, tp, *shape.key(m), flops, nbytes, float(r.latency) * 1e-3, "measured"))
+        operators[str(tp)] = held
     with open(out / "moe.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(MOE_COLUMNS)
         w.writerows(rows)
     manifest = {
         "format": MOE_FORMAT, "kind": MOE, "model": {"name": model.name, **model_fields(model)}, "tensor_parallel_sizes": sorted(tps),
-        "operators": operators, "dtype": "bfloat16", "routing": "balanced",
+        "operators": operators, "routing": "balanced",
         "provenance": {"source": f"aiconfigurator:{spec}", "measured_by": "NVIDIA aiconfigurator collector (collector/vllm/collect_moe.py)",
                        "licence": "Apache-2.0", "url": URL, "package": PACKAGE, "package_version": package_version(), "system": system,
                        "framework": framework, "framework_version": path.parent.name, "file": str(path.relative_to(root)),
@@ -109,7 +122,7 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
 
 
 def named_moe_profile(value: str, model: ModelSpec, tp: int, source: str = "<scenario>", field: str = "hardware.profile") -> Path:
-    """The cached MoE bundle of ``aiconfigurator:<spec>`` for ``model`` at expert-TP ``tp``, imported on first use.
+    """The cached MoE bundle of ``aiconfigurator:<spec>`` for ``model`` on a MoE group of ``tp`` GPUs (both expert splits), imported on first use.
 
     Kept under ``profiler.imports.cache_root()``, keyed by the source, the model's expert
     dimensions, the TP degree, the package version and ``MOE_FORMAT``; built in a temporary folder
@@ -157,6 +170,7 @@ def moe_provenance(root: Path) -> dict:
     operators: dict[str, dict] = {}
     with open(Path(root) / "moe.csv", newline="") as f:
         for r in csv.DictReader(f):
-            entry = operators.setdefault(f"{r['operator']}|{r['dtype']}|tp{r['tp']}", {"rows": {}})
+            name = r["operator"] + (" (EP)" if int(r["ep"]) > 1 else "")
+            entry = operators.setdefault(f"{name}|{r['dtype']}|tp{r['tp']}", {"rows": {}})
             entry["rows"][r["origin"]] = entry["rows"].get(r["origin"], 0) + 1
     return {**prov, "device_name": prov.get("device"), "operators": operators, "filled": {}}

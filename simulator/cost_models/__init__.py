@@ -56,7 +56,7 @@ def build_cost_model(scenario: Scenario, deployment: Deployment, source: str = "
 def _moe_bundle(profile: str, deployment: Deployment, source: str) -> str:
     """The MoE bundle folder ``hardware.profile`` names for a mixture-of-experts replica.
 
-    ``aiconfigurator:`` sources are imported (and cached) at the replica's expert-TP degree;
+    ``aiconfigurator:`` sources are imported (and cached) at the replica's MoE group size (both splits);
     a folder is used as it is. Other sources hold no MoE operators.
 
     Raises:
@@ -73,7 +73,7 @@ def _moe_bundle(profile: str, deployment: Deployment, source: str) -> str:
     _check_system(what.split("/")[0], deployment, profile, source)
     from profiler.imports.aiconfigurator_moe import named_moe_profile  # pandas: only for a named profile
 
-    return str(named_moe_profile(profile, model, deployment.parallelism.expert_tensor_parallel_size, source))
+    return str(named_moe_profile(profile, model, deployment.parallelism.moe_group, source))
 
 
 def _check_system(system: str, deployment: Deployment, profile: str, source: str) -> None:

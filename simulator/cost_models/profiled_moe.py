@@ -5,7 +5,7 @@ import aiconfigurator:...`` writes one from aiconfigurator-core's measured vLLM 
 tables, ``profiler/imports/aiconfigurator_moe.py``) holds ``moe_experts``: vLLM's
 ``fused_experts`` (align, grouped gate/up GEMM, SiLU * mul, grouped down GEMM, moe_sum) timed on
 one GPU holding its share of the experts, over a sweep of tokens on that GPU, under balanced
-routing, at one expert-parallel and expert-tensor-parallel split.
+routing, per dtype (bf16, block FP8) and expert split (expert-parallel, expert-tensor-parallel).
 
 ``ProfiledMoECostModel`` prices a step as ``MoERooflineCostModel`` does, with the ``experts`` part
 of every MoE block (routed experts plus moe_sum) replaced by the profile's runtime model at the
@@ -21,7 +21,8 @@ touched, the GPU's fit to the same tables), so the distinct-experts math is that
 a zipf routing that touches fewer or more experts than the balanced measurement moves the price by
 the roofline's ratio. The router GEMM, shared experts, the attention side, all-reduce and
 all-to-all stay the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
-``sources``).
+``sources``). With data-parallel attention the measured moe_sum covers all the group's tokens on
+the GPU, as the collector ran it, where the roofline sums only the rank's held tokens.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ REQUIRED = ("moe_experts",)
 
 
 def read_moe_table(root: Path, model_name: str, hidden: int, num_experts: int, top_k: int, expert_width: int, ep: int, moe_tp: int,
-                   source: str = "<scenario>") -> tuple[np.ndarray, np.ndarray, dict]:
+                   quantization: str = "none", source: str = "<scenario>") -> tuple[np.ndarray, np.ndarray, dict]:
     """The ``moe_experts`` rows of bundle ``root`` at one GPU's expert shape: (tokens, seconds, manifest).
 
-    ``expert_width`` is the width on one GPU (w / moe_tp). Repeats of one token count are
-    averaged by their median.
+    ``expert_width`` is the width on one GPU (w / moe_tp). ``quantization`` ``none`` takes rows
+    of a float dtype (bf16 imported, float32 from a CPU profile), ``fp8`` the block-FP8 rows.
+    Repeats of one token count are averaged by their median.
 
     Raises:
         ScenarioError: one line naming the missing operators, when the folder has no MoE profile or
             none at this shape and split.
     """
-    where = f"expert shape h {hidden}, E {num_experts}, top {top_k}, width {expert_width} per GPU, EP {ep}, expert TP {moe_tp}"
+    wanted = {"none": {"bfloat16", "float16", "float32"}}.get(quantization, {quantization})
+    where = f"{quantization if quantization != 'none' else 'float'} expert shape h {hidden}, E {num_experts}, top {top_k}, width {expert_width} per GPU, EP {ep}, expert TP {moe_tp}"
     path = root / PROFILE_FILE
     if not path.is_file() or not (root / TABLE_FILE).is_file():
         raise ScenarioError(source, FIELD, str(root), f"holds no MoE operators (missing: {', '.join(REQUIRED)}) for {model_name}",
@@ -65,7 +68,7 @@ def read_moe_table(root: Path, model_name: str, hidden: int, num_experts: int, t
     with open(root / TABLE_FILE, newline="") as f:
         for r in csv.DictReader(f):
             key = tuple(int(float(r[c])) for c in ("hidden", "top_k", "expert_width", "ep", "moe_tp"))
-            if r["operator"] == "moe_experts" and key == (hidden, top_k, expert_width, ep, moe_tp):
+            if r["operator"] == "moe_experts" and r["dtype"] in wanted and key == (hidden, top_k, expert_width, ep, moe_tp):
                 by_tokens.setdefault(int(float(r["num_tokens"])), []).append(float(r["median_s"]))
     if len(by_tokens) < 2:
         raise ScenarioError(source, FIELD, str(root), f"has no measurements of moe_experts at the {where} of {model_name}",
@@ -127,12 +130,10 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         super().__init__(model, gpu, tensor_parallel_size, pipeline_parallel_size, params, dtype_bytes, quantization, source,
                          data_parallel_size, expert_parallel, routing)
         assert model.moe is not None
-        if quantization != "none":
-            raise ScenarioError(source, FIELD, str(bundle), f"holds bf16 moe_experts only, not {quantization}", "set model.quantization to none, or remove hardware.profile")
         moe, par = model.moe, self.par
         width = moe.expert_intermediate_size // par.expert_tensor_parallel_size
         tokens, seconds, manifest = read_moe_table(Path(bundle), model.name, model.hidden_size, moe.num_experts, moe.num_experts_per_token, width,
-                                                   par.expert_parallel_size, par.expert_tensor_parallel_size, source)
+                                                   par.expert_parallel_size, par.expert_tensor_parallel_size, quantization, source)
         self.bundle, self.manifest = Path(bundle), manifest
         self.moe_layer = ProfiledMoELayer(self, model, par, routing or MoERoutingConfig(), tokens, seconds)
         self._parts_cache.clear()
