@@ -4,7 +4,8 @@ Data: aiconfigurator-core's ``moe/vllm/<version>/moe_perf.parquet`` per system (
 ``fused_experts`` on one GPU, CUDA graph, balanced routing, bf16; rows chosen as
 ``profiler/imports/aiconfigurator_moe.select_rows`` chooses them: the model's shape, the TP slice
 of every expert, vLLM's Triton kernel), for the bundled MoE models whose bf16 shape the table
-holds (Mixtral-8x7B, Qwen3-30B-A3B, Qwen3-235B-A22B, ...) at expert-TP 1, 2, 4, 8.
+holds (Mixtral-8x7B, Qwen3-30B-A3B, Qwen3-235B-A22B, ...) at expert-TP 1, 2, 4, 8 and at EP 8, in bf16
+and in block FP8 (DeepSeek-V3 has FP8 rows only).
 
 Two held-out splits, each per (system, model, TP) sweep of token counts:
 
@@ -26,6 +27,7 @@ is not held out (``benchmarks/moe_kernel_check.py``). Errors are pred / measured
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -37,13 +39,14 @@ from simulator.scenario import MoERoutingConfig, RooflineConfig
 from simulator.specs.gpu import GPUS
 from simulator.specs.model import bundled_model_names, bundled_model_spec
 
+DTYPES = {"bfloat16": "none", "fp8_block": "fp8"}  # moe_perf moe_dtype -> servesim quantization
 SYSTEM_GPU = {"h100_sxm": "h100-sxm", "h200_sxm": "h200", "a100_sxm": "a100-80gb-sxm", "l40s": "l40s", "b200_sxm": "b200"}
 
 
-def layer(gpu, model, tp: int, tokens: np.ndarray, seconds: np.ndarray) -> ProfiledMoELayer:
-    """A profiled MoE layer holding ``tokens`` / ``seconds`` for ``model``'s experts sliced over ``tp`` GPUs."""
-    # Attention ranks stand in for the expert-TP group (heads stay whole), as moe_kernel_check does.
-    roof = MoERooflineCostModel(model, gpu, 1, 1, RooflineConfig(), data_parallel_size=tp)
+def layer(gpu, model, tp: int, ep: bool, quantization: str, tokens: np.ndarray, seconds: np.ndarray) -> ProfiledMoELayer:
+    """A profiled MoE layer holding ``tokens`` / ``seconds`` for ``model``'s experts over ``tp`` GPUs (sliced, or whole with ``ep``)."""
+    # Attention ranks stand in for the MoE group (heads stay whole), as moe_kernel_check does.
+    roof = MoERooflineCostModel(model, gpu, 1, 1, RooflineConfig(), quantization=quantization, data_parallel_size=tp, expert_parallel=ep)
     return ProfiledMoELayer(roof, model, roof.par, MoERoutingConfig(), tokens, seconds)
 
 
@@ -54,10 +57,10 @@ def rows(system: str, table: pd.DataFrame) -> list[dict]:
         model = bundled_model_spec(name)
         if model.moe is None:
             continue
-        for tp in (1, 2, 4, 8):
-            if model.moe.expert_intermediate_size % tp:
+        for tp, ep, (moe_dtype, quantization) in itertools.product((1, 2, 4, 8), (1, 8), DTYPES.items()):
+            if model.moe.expert_intermediate_size % tp or (ep > 1 and tp != ep) or (moe_dtype != "bfloat16" and gpu.fp8_flops is None):
                 continue
-            d = select_rows(table, model, tp)
+            d = select_rows(table, model, tp, ep, moe_dtype)
             if len(d) < 6:
                 continue
             m, y = d.num_tokens.to_numpy(np.float64), d.latency.to_numpy(np.float64) * 1e-3
@@ -65,10 +68,10 @@ def rows(system: str, table: pd.DataFrame) -> list[dict]:
             for split, keep in splits.items():
                 if split == "interpolate":
                     keep[-1] = True  # both ends measured: every held-out count lies between two kept ones
-                lay = layer(gpu, model, tp, m[keep], y[keep])
+                lay = layer(gpu, model, tp, ep > 1, quantization, m[keep], y[keep])
                 for mi, yi in zip(m[~keep], y[~keep]):
                     n = int(mi)
-                    out.append({"system": system, "model": name, "tp": tp, "split": split, "num_tokens": n, "measured_s": yi,
+                    out.append({"system": system, "model": name, "tp": tp, "ep": ep, "dtype": quantization, "split": split, "num_tokens": n, "measured_s": yi,
                                 "profiled_s": lay.profiled_experts_time(n), "roofline_s": lay.experts_time(n) + lay.combine_time(n)})
     return out
 
@@ -91,13 +94,13 @@ def main() -> None:
     df = pd.DataFrame(all_rows)
     for col in ("profiled", "roofline"):
         df[f"{col}_err"] = (df[f"{col}_s"] / df.measured_s - 1) * 100
-    g = df.groupby(["system", "split", "model"])
+    g = df.groupby(["system", "dtype", "split", "model"])
     summary = g.agg(rows=("measured_s", "size"),
                     profiled_med=("profiled_err", lambda e: np.median(np.abs(e))), profiled_p90=("profiled_err", lambda e: np.percentile(np.abs(e), 90)),
                     roofline_med=("roofline_err", lambda e: np.median(np.abs(e))), roofline_p90=("roofline_err", lambda e: np.percentile(np.abs(e), 90)))
     pd.set_option("display.width", 200)
     print(summary.round(1).to_string())
-    overall = df.groupby(["system", "split"]).agg(rows=("measured_s", "size"), profiled_med=("profiled_err", lambda e: np.median(np.abs(e))),
+    overall = df.groupby(["system", "dtype", "split"]).agg(rows=("measured_s", "size"), profiled_med=("profiled_err", lambda e: np.median(np.abs(e))),
                                                   profiled_p90=("profiled_err", lambda e: np.percentile(np.abs(e), 90)),
                                                   roofline_med=("roofline_err", lambda e: np.median(np.abs(e))),
                                                   roofline_p90=("roofline_err", lambda e: np.percentile(np.abs(e), 90)))
