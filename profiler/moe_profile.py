@@ -3,7 +3,7 @@
 The operators of ``profiler/catalogue_moe.py``, each timed with the project's timer
 (``profiler.timer``; on the CPU thread CPU time with one torch thread, else wall time):
 
-- ``router_gemm``: ``x @ gate.T`` ([m, h] x [h, E]) and the top-k of its softmax;
+- ``router_gemm``: ``x @ gate.T`` ([m, h] x [h, E]; the top-k softmax after it is priced by the roofline);
 - ``moe_experts``: a grouped implementation of vLLM's ``fused_experts`` in plain PyTorch: for each
   of the GPU's experts, gather its tokens, gate/up GEMM, SiLU * mul, down GEMM, scale by the
   routing weight and ``index_add_`` into the output (which sums each token's k outputs, moe_sum
@@ -99,7 +99,7 @@ def profile_moe(model: ModelSpec, tps: tuple[int, ...], token_counts: list[int],
         x = torch.randn(m, h, device=dev, dtype=tdtype)
         if operator == "router_gemm":
             gate = torch.randn(es.num_experts, h, device=dev, dtype=tdtype)
-            seconds = timed(lambda: torch.topk(torch.softmax((x @ gate.T).float(), dim=-1), es.top_k, dim=-1))
+            seconds = timed(lambda: x @ gate.T)
             key = (m, es.num_local_experts, es.top_k, h, 0, es.ep, es.moe_tp)
         elif operator == "moe_experts":
             ids, weights = balanced_topk(m, es.num_experts, es.top_k, dev)
@@ -125,7 +125,7 @@ def profile_moe(model: ModelSpec, tps: tuple[int, ...], token_counts: list[int],
         "provenance": {"source": f"servesim profile --device {device}", "measured_by": "servesim profiler (profiler/moe_profile.py, PyTorch reference kernels)",
                        "device": info.get("name"), "torch_version": torch.__version__, "threads": threads, "timer": clock if dev.type == "cpu" else "cuda",
                        "wall_s": round(time.perf_counter() - started, 3),
-                       "what": "router GEMM + top-k; grouped experts by a loop over experts (gate/up, SiLU*mul, down, weighted index_add); moe_sum"},
+                       "what": "router GEMM; grouped experts by a loop over experts (gate/up, SiLU*mul, down, weighted index_add); moe_sum"},
     }
     with open(out / "moe_profile.json", "w") as f:
         json.dump(manifest, f, indent=1)

@@ -144,7 +144,8 @@ def test_import_from_the_installed_package(tmp_path) -> None:
     manifest = json.loads((out / "moe_profile.json").read_text())
     assert "moe_experts (bfloat16, expert TP 2)" in manifest["operators"]["2"] and manifest["provenance"]["system"] == "h100_sxm"
     table = pd.read_csv(out / "moe.csv")
-    table = table[(table.dtype == "bfloat16") & (table.ep == 1)].reset_index(drop=True)
+    assert (table[table.operator == "router_gemm"].median_s > 0).all()
+    table = table[(table.operator == "moe_experts") & (table.dtype == "bfloat16") & (table.ep == 1)].reset_index(drop=True)
     assert (table.expert_width == 7168).all() and table.num_tokens.is_monotonic_increasing and (table.median_s > 0).all()
     c = cost(out)
     m = int(table.num_tokens.iloc[3])
@@ -162,15 +163,16 @@ def test_profile_import_writes_the_moe_rows_of_a_toy_system(tmp_path, monkeypatc
     monkeypatch.setenv("AICONFIGURATOR_SYSTEMS", str(root))
     out = import_profile("aiconfigurator:toy_sxm/vllm/1.0", MIXTRAL, (2, 4), tmp_path / "b")
     manifest = json.loads((out / "moe_profile.json").read_text())
-    assert manifest["operators"] == {"2": ["moe_experts (bfloat16, expert TP 2)"], "4": []}
+    assert manifest["operators"] == {"2": ["moe_experts (bfloat16, expert TP 2)", "router_gemm (bfloat16)"], "4": ["router_gemm (bfloat16)"]}
     assert manifest["provenance"]["file"] == "data/toy_sxm/moe/vllm/1.0/moe_perf.parquet" and manifest["provenance"]["device"] == "Toy GPU"
     table = pd.read_csv(out / "moe.csv")
+    table = table[table.operator == "moe_experts"]
     assert list(table.num_tokens) == list(TOKENS) and np.allclose(table.median_s, [(0.1 + m * 1e-3) * 1e-3 for m in TOKENS])
     assert cost(out).moe_layer.parts(64, 64)["experts"] == pytest.approx((0.1 + 64e-3) * 1e-3)
     from profiler.commands import run_import
 
     result = run_import("aiconfigurator:toy_sxm/vllm/1.0", "mixtral-8x7b", "2", tmp_path / "c", fit=True)
-    assert result["fit"] is None and result["provenance"]["operators"] == {"moe_experts|bfloat16|tp2": {"rows": {"measured": len(TOKENS)}}}
+    assert result["fit"] is None and result["provenance"]["operators"]["moe_experts|bfloat16|tp2"] == {"rows": {"measured": len(TOKENS)}}
 
 
 def test_cpu_profile_of_a_tiny_moe_model_prices_its_experts(tmp_path) -> None:
@@ -203,3 +205,16 @@ def test_fp8_and_expert_parallel_rows_are_read_by_their_own_split(tmp_path) -> N
         ProfiledMoECostModel(tmp_path, MIXTRAL, H100, 2, 1, RooflineConfig(), quantization="fp8")
     with pytest.raises(ScenarioError, match="EP 2, expert TP 1"):
         ProfiledMoECostModel(tmp_path, MIXTRAL, H100, 1, 1, RooflineConfig(), data_parallel_size=2, expert_parallel=True)
+
+
+def test_router_gemm_rows_price_the_router(tmp_path) -> None:
+    write_bundle(tmp_path)
+    shape = expert_shape(MIXTRAL, 2)
+    with open(tmp_path / "moe.csv", "a", newline="") as f:
+        w = csv.writer(f)
+        for m in TOKENS:
+            w.writerow(("router_gemm", "fixture", "bfloat16", 2, m, shape.num_local_experts, 2, 4096, 0, 1, 2, 0.0, 0.0, 2e-6 + m * 1e-9, "measured"))
+    c = cost(tmp_path)
+    softmax = c.elementwise_time(2 * 64 * 8 * 4)
+    assert c.moe_layer.parts(64, 64)["router"] == pytest.approx(2e-6 + 64e-9 + softmax)
+    assert c.sources["router"] == "measured: router_gemm"

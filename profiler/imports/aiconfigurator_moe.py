@@ -22,8 +22,8 @@ import csv
 import json
 from pathlib import Path
 
-from profiler.catalogue_moe import MOE, MOE_SHAPE_COLUMNS, expert_counts, expert_shape
-from profiler.imports.aiconfigurator import EXTRA, PACKAGE, URL, _closest_version, package_root, package_version, parse
+from profiler.catalogue_moe import MOE, MOE_SHAPE_COLUMNS, expert_counts, expert_shape, router_counts
+from profiler.imports.aiconfigurator import EXTRA, PACKAGE, URL, _closest_version, gemm_times, package_root, package_version, parse, system_spec
 from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
@@ -60,6 +60,34 @@ def select_rows(table, model: ModelSpec, tp: int, ep: int = 1, moe_dtype: str = 
     triton = [k for k in counts.index if "triton" in str(k)]
     kernel = max(triton or list(counts.index), key=lambda k: counts[k])
     return d[d["kernel_source"] == kernel].sort_values("num_tokens").drop_duplicates("num_tokens")
+
+
+def _router_rows(path: Path, root: Path, system: str, model: ModelSpec, tps: list[int]) -> list[tuple]:
+    """``router_gemm`` rows ([m, h] x [h, E], bf16) from the system's GEMM table, as the dense importer maps GEMMs.
+
+    The table's widths rarely include E (8 to 256), so times are read at the measured efficiency of
+    the nearest measured (n, k) and scaled by the roofline (``aiconfigurator.gemm_times``;
+    ``origin`` interpolated unless (E, h) was measured). Empty when the table is missing.
+    """
+    import pandas as pd
+
+    if not path.is_file():
+        return []
+    gemm = pd.read_parquet(path)
+    gemm = gemm[gemm["gemm_dtype"] == "bfloat16"]
+    if gemm.empty:
+        return []
+    kernel = gemm["kernel_source"].value_counts().index[0]
+    gpu, _ = system_spec(root, system)
+    e, h = model.moe.num_experts, model.hidden_size
+    ms, secs, exact = gemm_times(gemm[gemm["kernel_source"] == kernel], e, h, "bfloat16", gpu)
+    out = []
+    for tp in tps:
+        shape = expert_shape(model, tp)
+        for m, t in zip(ms, secs):
+            out.append(("router_gemm", str(kernel), "bfloat16", tp, int(m), shape.num_local_experts, shape.top_k, h, 0, 1, shape.moe_tp,
+                        *router_counts(model, int(m)), float(t), "measured" if exact else "interpolated"))
+    return out
 
 
 def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, source: str = "--source", field: str = "") -> Path:
@@ -101,6 +129,11 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
                     flops, nbytes = expert_counts(shape, m, 2.0, 1.0 if dtype == "fp8" else 2.0)
                     rows.append(("moe_experts", str(r.kernel_source), dtype, tp, *shape.key(m), flops, nbytes, float(r.latency) * 1e-3, "measured"))
         operators[str(tp)] = held
+    router = _router_rows(root / "data" / system / "gemm" / framework / version / "gemm_perf.parquet", root, system, model, sorted(tps))
+    if router:
+        rows += router
+        for tp in sorted(tps):
+            operators[str(tp)].append("router_gemm (bfloat16)")
     with open(out / "moe.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(MOE_COLUMNS)

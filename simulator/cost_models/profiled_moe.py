@@ -19,7 +19,9 @@ holds the efficiency measured at the nearest edge and scales the roofline's time
 experts_time + combine_time (``simulator/cost_models/moe.py``: routed pairs and distinct experts
 touched, the GPU's fit to the same tables), so the distinct-experts math is that module's alone:
 a zipf routing that touches fewer or more experts than the balanced measurement moves the price by
-the roofline's ratio. The router GEMM, shared experts, the attention side, all-reduce and
+the roofline's ratio. The router GEMM is read from the profile's ``router_gemm`` rows where it has
+them (the same table scheme over the step's tokens per rank; its top-k softmax stays the
+roofline's). Shared experts, the attention side, all-reduce and
 all-to-all stay the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
 ``sources``). With data-parallel attention the measured moe_sum covers all the group's tokens on
 the GPU, as the collector ran it, where the roofline sums only the rank's held tokens.
@@ -78,6 +80,19 @@ def read_moe_table(root: Path, model_name: str, hidden: int, num_experts: int, t
     return tokens, seconds, manifest
 
 
+def read_router_table(root: Path, hidden: int, num_experts: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bundle's ``router_gemm`` rows ([m, h] x [h, E], a float dtype): (tokens, seconds), or None without them."""
+    by_tokens: dict[int, list[float]] = {}
+    with open(root / TABLE_FILE, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["operator"] == "router_gemm" and r["dtype"] in ("bfloat16", "float16", "float32") and int(float(r["hidden"])) == hidden:
+                by_tokens.setdefault(int(float(r["num_tokens"])), []).append(float(r["median_s"]))
+    if len(by_tokens) < 2:
+        return None
+    tokens = np.array(sorted(by_tokens), dtype=np.float64)
+    return tokens, np.array([float(np.median(by_tokens[int(m)])) for m in tokens])
+
+
 class ProfiledMoELayer(MoELayer):
     """A ``MoELayer`` whose routed experts and moe_sum cost the measured ``moe_experts`` runtime model.
 
@@ -85,11 +100,20 @@ class ProfiledMoELayer(MoELayer):
         tokens, seconds: the measured table at this GPU's expert shape (tokens on the GPU, s).
     """
 
-    def __init__(self, roofline, model, par, routing: MoERoutingConfig, tokens: np.ndarray, seconds: np.ndarray) -> None:
+    def __init__(self, roofline, model, par, routing: MoERoutingConfig, tokens: np.ndarray, seconds: np.ndarray,
+                 router: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         super().__init__(roofline, model, par, routing)
         self.balanced = MoELayer(roofline, model, par, MoERoutingConfig())
         self.table = Table1D(tokens, seconds, self.roofline_balanced_s)
         self.skewed = routing.distribution != "balanced"
+        e, h = model.moe.num_experts, model.hidden_size
+        self.router_table = Table1D(*router, lambda m: roofline.gemm_time(int(round(m)), h, e)) if router is not None else None
+
+    def router_time(self, rank_tokens: int) -> float:
+        """The gate GEMM from the profile's ``router_gemm`` rows when it has them (else the roofline's), plus the roofline's top-k softmax (s)."""
+        if self.router_table is None:
+            return super().router_time(rank_tokens)
+        return self.router_table(rank_tokens) + self.roof.elementwise_time(2 * rank_tokens * self.moe.num_experts * 4)
 
     def roofline_balanced_s(self, group_tokens: float) -> float:
         """The roofline's routed experts plus moe_sum under balanced routing (s), the shape of extrapolation."""
@@ -135,8 +159,9 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         tokens, seconds, manifest = read_moe_table(Path(bundle), model.name, model.hidden_size, moe.num_experts, moe.num_experts_per_token, width,
                                                    par.expert_parallel_size, par.expert_tensor_parallel_size, quantization, source)
         self.bundle, self.manifest = Path(bundle), manifest
-        self.moe_layer = ProfiledMoELayer(self, model, par, routing or MoERoutingConfig(), tokens, seconds)
+        router = read_router_table(Path(bundle), model.hidden_size, moe.num_experts)
+        self.moe_layer = ProfiledMoELayer(self, model, par, routing or MoERoutingConfig(), tokens, seconds, router)
         self._parts_cache.clear()
         self._token_time_cache.clear()
         self.sources = {"experts": f"measured: {manifest.get('provenance', {}).get('source', str(bundle))} moe_experts",
-                        "router": "roofline", "shared_experts": "roofline", "attention": "roofline", "all_reduce": "roofline", "all_to_all": "roofline"}
+                        "router": "measured: router_gemm" if router is not None else "roofline", "shared_experts": "roofline", "attention": "roofline", "all_reduce": "roofline", "all_to_all": "roofline"}
