@@ -68,7 +68,7 @@ def _moe_bundle(profile: str, deployment: Deployment, source: str) -> str:
         return profile
     model = deployment.model
     if kind != "aiconfigurator":
-        raise ScenarioError(source, "hardware.profile", profile, f"{kind} profiles hold no MoE operators (missing: {', '.join(MOE_OPERATORS)}) for {model.name}",
+        raise ScenarioError(source, "hardware.profile", profile, f"{kind} profiles hold no MoE operators (missing: {', '.join(MOE_OPERATORS)}) for the mixture-of-experts model {model.name}",
                             "use aiconfigurator:SYSTEM/vllm/VERSION, or remove hardware.profile to price it with the roofline")
     _check_system(what.split("/")[0], deployment, profile, source)
     from profiler.imports.aiconfigurator_moe import named_moe_profile  # pandas: only for a named profile

@@ -62,7 +62,7 @@ def read_moe_table(root: Path, model_name: str, hidden: int, num_experts: int, t
     where = f"{quantization if quantization != 'none' else 'float'} expert shape h {hidden}, E {num_experts}, top {top_k}, width {expert_width} per GPU, EP {ep}, expert TP {moe_tp}"
     path = root / PROFILE_FILE
     if not path.is_file() or not (root / TABLE_FILE).is_file():
-        raise ScenarioError(source, FIELD, str(root), f"holds no MoE operators (missing: {', '.join(REQUIRED)}) for {model_name}",
+        raise ScenarioError(source, FIELD, str(root), f"holds no MoE operators (missing: {', '.join(REQUIRED)}) for the mixture-of-experts model {model_name}",
                             "import them: `servesim profile import aiconfigurator:SYSTEM/vllm/VERSION --model ... --out DIR`, or remove hardware.profile to price it with the roofline")
     with open(path) as f:
         manifest = json.load(f)
