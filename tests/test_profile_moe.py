@@ -218,3 +218,15 @@ def test_router_gemm_rows_price_the_router(tmp_path) -> None:
     softmax = c.elementwise_time(2 * 64 * 8 * 4)
     assert c.moe_layer.parts(64, 64)["router"] == pytest.approx(2e-6 + 64e-9 + softmax)
     assert c.sources["router"] == "measured: router_gemm"
+
+
+def test_deepseek_v3_imports_fp8_experts_and_the_mla_module_tables(tmp_path) -> None:
+    pytest.importorskip("aiconfigurator_core")
+    from profiler.imports.aiconfigurator_moe import import_moe
+
+    out = import_moe("h200_sxm/vllm/0.24.0", bundled_model_spec("deepseek-v3"), (8,), tmp_path)
+    manifest = json.loads((out / "moe_profile.json").read_text())
+    assert "moe_experts (fp8, EP 8)" in manifest["operators"]["8"] and manifest["mla"]["priced"] is False
+    mla = pd.read_csv(out / "mla.csv")
+    assert set(mla.operator) == {"mla_module_prefill", "mla_module_decode"} and set(mla.num_heads) == {128 // 8}
+    assert manifest["mla"]["files"][0].startswith("data/h200_sxm/mla/vllm/")

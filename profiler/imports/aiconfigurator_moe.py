@@ -11,7 +11,8 @@ T, both expert splits vLLM runs: the 1 / T slice of every expert (its default) a
 over T GPUs (``enable_expert_parallel``); vLLM's Triton fused-MoE kernel where the table has it
 (FlashInfer's are opt-in), else the kernel with the most rows.
 
-The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
+For a latent-attention model (DeepSeek-V3) the MLA module tables are imported too, into ``mla.csv``
+(``_write_mla``; kept for reference, not yet priced). The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
 ``MOE_COLUMNS``) and ``moe_profile.json`` (format, model dimensions, operators held per TP
 degree, provenance: package, version, system, framework version, table file, kernel).
 """
@@ -60,6 +61,46 @@ def select_rows(table, model: ModelSpec, tp: int, ep: int = 1, moe_dtype: str = 
     triton = [k for k in counts.index if "triton" in str(k)]
     kernel = max(triton or list(counts.index), key=lambda k: counts[k])
     return d[d["kernel_source"] == kernel].sort_values("num_tokens").drop_duplicates("num_tokens")
+
+
+MLA_TABLE = "mla.csv"
+MLA_COLUMNS = ("operator", "implementation", "dtype", "tp", "num_seqs", "new_tokens", "context_tokens", "num_heads", "median_s", "origin")
+
+
+def _write_mla(folder: Path, version: str, model: ModelSpec, tps: list[int], out: Path) -> list[str]:
+    """Write ``mla.csv``: the whole latent-attention module's measured times at the model's heads per GPU; the tables read.
+
+    Rows: ``mla_module_prefill`` (batch_size prompts of isl tokens, no prefix) and
+    ``mla_module_decode`` (batch_size decodes over isl + step tokens each) from
+    ``mla_context_module_perf`` / ``mla_generation_module_perf`` (aiconfigurator
+    ``collector/vllm/collect_mla_module.py``), bf16 GEMMs and KV cache, the kernel with the most
+    rows. Imported for reference: the step's latent attention is still priced by the roofline
+    (``simulator/cost_models/mla.py``).
+    """
+    import pandas as pd
+
+    rows, files = [], []
+    for phase, operator in (("context", "mla_module_prefill"), ("generation", "mla_module_decode")):
+        path = _closest_version(folder, version, f"mla_{phase}_module_perf.parquet")
+        if path is None:
+            continue
+        d = pd.read_parquet(path)
+        d = d[(d["gemm_type"] == "bfloat16") & (d["kv_cache_dtype"] == "bfloat16") & (d["tp_size"] == 1)]
+        if d.empty:
+            continue
+        d = d[d["kernel_source"] == d["kernel_source"].value_counts().index[0]]
+        files.append(str(path))
+        for tp in tps:
+            heads = model.num_attention_heads // tp
+            for r in d[d["num_heads"] == heads].itertuples():
+                new, context = (int(r.isl), int(r.isl)) if phase == "context" else (1, int(r.isl + r.step))
+                rows.append((operator, str(r.kernel_source), "bfloat16", tp, int(r.batch_size), new, context, heads, float(r.latency) * 1e-3, "measured"))
+    if rows:
+        with open(out / MLA_TABLE, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(MLA_COLUMNS)
+            w.writerows(rows)
+    return files
 
 
 def _router_rows(path: Path, root: Path, system: str, model: ModelSpec, tps: list[int]) -> list[tuple]:
@@ -134,6 +175,7 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
         rows += router
         for tp in sorted(tps):
             operators[str(tp)].append("router_gemm (bfloat16)")
+    mla_files = _write_mla(root / "data" / system / "mla" / framework, version, model, sorted(tps), out) if model.mla is not None else []
     with open(out / "moe.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(MOE_COLUMNS)
@@ -147,6 +189,9 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
                        "device": str(table["device"].iloc[0]) if "device" in table and len(table) else None, "kernels": kernels,
                        "what": "vLLM fused_experts in a CUDA graph: align, gate/up, SiLU*mul, down, moe_sum; router and top-k outside"},
     }
+    if mla_files:
+        manifest["mla"] = {"files": [str(Path(f).relative_to(root)) for f in mla_files], "table": MLA_TABLE, "priced": False,
+                           "what": "vLLM DeepseekV2MLAAttention forward (projections, norms, rotary, cache write, attention, o_proj), bf16 KV cache"}
     if path.parent.name != version:
         manifest["notes"] = [f"MoE measured with {framework} {path.parent.name} (the closest version collected)"]
     with open(out / "moe_profile.json", "w") as f:
