@@ -230,3 +230,12 @@ def test_deepseek_v3_imports_fp8_experts_and_the_mla_module_tables(tmp_path) -> 
     mla = pd.read_csv(out / "mla.csv")
     assert set(mla.operator) == {"mla_module_prefill", "mla_module_decode"} and set(mla.num_heads) == {128 // 8}
     assert manifest["mla"]["files"][0].startswith("data/h200_sxm/mla/vllm/")
+
+
+def test_the_command_line_says_a_moe_bundle_is_ready_without_a_fit(tmp_path) -> None:
+    pytest.importorskip("aiconfigurator_core")
+    from tests.conftest import servesim
+
+    proc = servesim("profile", "import", "aiconfigurator:h100_sxm/vllm/0.24.0", "--model", "mixtral-8x7b", "--tp", "2", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"use it: --set hardware.profile={tmp_path / 'b'}" in proc.stdout and "servesim fit" not in proc.stdout

@@ -53,8 +53,15 @@ def profile_command(ctx: click.Context, model: str | None, tp: str, device: str,
     except ScenarioError as e:
         _fail(e)
     left = summary.num_planned - summary.num_done_before - summary.num_measured - summary.num_failed
+    done = f"use it: --set hardware.profile={summary.out}" if _is_moe_bundle(summary.out) else f"servesim fit {summary.out}"
     click.echo(f"{summary.out}: {summary.num_measured} measured now, {summary.num_done_before} before, {summary.num_failed} failed, "
-               f"{left} left ({summary.stopped}); next: servesim {'profile ... (same options) to continue' if left else f'fit {summary.out}'}")
+               f"{left} left ({summary.stopped}); next: {'servesim profile ... (same options) to continue' if left else done}")
+
+
+def _is_moe_bundle(folder: Path | str) -> bool:
+    """Whether ``folder`` is a mixture-of-experts profile (``moe_profile.json``), which prices
+    steps from its tables as they are (``simulator.cost_models.profiled_moe``), with no fit."""
+    return (Path(folder) / "moe_profile.json").is_file()
 
 
 @profile_command.command(name="import")
@@ -98,7 +105,8 @@ def profile_import_command(source: str, model: str, tp: str, out: Path, no_fit: 
     print_table(table)
     filled = ", ".join(sorted(prov.get("filled", {}))) or "none"
     _console().print(f"filled from the roofline calibrated on the source's own kernels (or assumed): {filled}")
-    _console().print(f"use it: --set hardware.profile={result['out']}" + ("" if result["fit"] else f" (after servesim fit {result['out']})"))
+    needs_fit = not result["fit"] and not _is_moe_bundle(result["out"])
+    _console().print(f"use it: --set hardware.profile={result['out']}" + (f" (after servesim fit {result['out']})" if needs_fit else ""))
 
 
 @profile_command.command(name="compare")
