@@ -226,10 +226,14 @@ def test_deepseek_v3_imports_fp8_experts_and_the_mla_module_tables(tmp_path) -> 
 
     out = import_moe("h200_sxm/vllm/0.24.0", bundled_model_spec("deepseek-v3"), (8,), tmp_path)
     manifest = json.loads((out / "moe_profile.json").read_text())
-    assert "moe_experts (fp8, EP 8)" in manifest["operators"]["8"] and manifest["mla"]["priced"] is False
+    assert "moe_experts (fp8, EP 8)" in manifest["operators"]["8"] and manifest["mla"]["priced"] is True
     mla = pd.read_csv(out / "mla.csv")
-    assert set(mla.operator) == {"mla_module_prefill", "mla_module_decode"} and set(mla.num_heads) == {128 // 8}
+    assert set(mla.operator) == {"mla_module_prefill", "mla_module_decode"} and set(mla.dtype) == {"bfloat16", "fp8"}
+    assert {128, 16, 1} <= set(mla.num_heads)  # every attention TP degree: data-parallel attention holds all 128 heads
     assert manifest["mla"]["files"][0].startswith("data/h200_sxm/mla/vllm/")
+    # the prefill grid joins the two backends the collector recorded (isl <= 512 and >= 1024), one row per point
+    pre = mla[(mla.operator == "mla_module_prefill") & (mla.dtype == "fp8") & (mla.num_heads == 128)]
+    assert not pre.duplicated(["num_seqs", "new_tokens"]).any() and pre.new_tokens.max() == 32768 and pre.new_tokens.min() == 1
 
 
 def test_the_command_line_says_a_moe_bundle_is_ready_without_a_fit(tmp_path) -> None:

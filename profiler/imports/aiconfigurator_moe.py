@@ -12,7 +12,7 @@ over T GPUs (``enable_expert_parallel``); vLLM's Triton fused-MoE kernel where t
 (FlashInfer's are opt-in), else the kernel with the most rows.
 
 For a latent-attention model (DeepSeek-V3) the MLA module tables are imported too, into ``mla.csv``
-(``_write_mla``; kept for reference, not yet priced). The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
+(``_write_mla``), which prices the attention module (``simulator/cost_models/profiled_mla.py``). The bundle is two files beside any dense tables: ``moe.csv`` (one tidy row per measurement,
 ``MOE_COLUMNS``) and ``moe_profile.json`` (format, model dimensions, operators held per TP
 degree, provenance: package, version, system, framework version, table file, kernel).
 """
@@ -29,7 +29,7 @@ from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
-MOE_FORMAT = 1
+MOE_FORMAT = 2
 # moe_perf moe_dtype -> the bundle's dtype: bf16 weights and activations (quantization none); e4m3
 # weights in 128 x 128 blocks with per-token-group activations (the FP8 checkpoints of DeepSeek-V3
 # and Qwen3, servesim quantization fp8).
@@ -64,18 +64,22 @@ def select_rows(table, model: ModelSpec, tp: int, ep: int = 1, moe_dtype: str = 
 
 
 MLA_TABLE = "mla.csv"
+# mla module gemm_type -> the bundle's dtype (servesim quantization none, fp8)
+MLA_DTYPES = {"bfloat16": "bfloat16", "fp8_block": "fp8"}
 MLA_COLUMNS = ("operator", "implementation", "dtype", "tp", "num_seqs", "new_tokens", "context_tokens", "num_heads", "median_s", "origin")
 
 
 def _write_mla(folder: Path, version: str, model: ModelSpec, tps: list[int], out: Path) -> list[str]:
-    """Write ``mla.csv``: the whole latent-attention module's measured times at the model's heads per GPU; the tables read.
+    """Write ``mla.csv``: the whole latent-attention module's measured times at each heads-per-GPU of the model; the tables read.
 
     Rows: ``mla_module_prefill`` (batch_size prompts of isl tokens, no prefix) and
     ``mla_module_decode`` (batch_size decodes over isl + step tokens each) from
     ``mla_context_module_perf`` / ``mla_generation_module_perf`` (aiconfigurator
-    ``collector/vllm/collect_mla_module.py``), bf16 GEMMs and KV cache, the kernel with the most
-    rows. Imported for reference: the step's latent attention is still priced by the roofline
-    (``simulator/cost_models/mla.py``).
+    ``collector/vllm/collect_mla_module.py``), bf16 KV cache, per GEMM dtype (``MLA_DTYPES``:
+    bf16, block FP8). The collector recorded the prefill rows of isl <= 512 under vLLM's
+    FLASH_ATTN_MLA backend and longer ones under FLASH_ATTN (they do not overlap): both are
+    kept, one kernel per (batch, isl), the kernel with more rows first. What one row times is
+    documented in ``simulator/cost_models/profiled_mla.py``, which prices the module from them.
     """
     import pandas as pd
 
@@ -84,17 +88,24 @@ def _write_mla(folder: Path, version: str, model: ModelSpec, tps: list[int], out
         path = _closest_version(folder, version, f"mla_{phase}_module_perf.parquet")
         if path is None:
             continue
-        d = pd.read_parquet(path)
-        d = d[(d["gemm_type"] == "bfloat16") & (d["kv_cache_dtype"] == "bfloat16") & (d["tp_size"] == 1)]
-        if d.empty:
-            continue
-        d = d[d["kernel_source"] == d["kernel_source"].value_counts().index[0]]
-        files.append(str(path))
-        for tp in tps:
-            heads = model.num_attention_heads // tp
-            for r in d[d["num_heads"] == heads].itertuples():
-                new, context = (int(r.isl), int(r.isl)) if phase == "context" else (1, int(r.isl + r.step))
-                rows.append((operator, str(r.kernel_source), "bfloat16", tp, int(r.batch_size), new, context, heads, float(r.latency) * 1e-3, "measured"))
+        table = pd.read_parquet(path)
+        for gemm_type, dtype in MLA_DTYPES.items():
+            d = table[(table["gemm_type"] == gemm_type) & (table["kv_cache_dtype"] == "bfloat16") & (table["tp_size"] == 1)]
+            if d.empty:
+                continue
+            order = list(d["kernel_source"].value_counts().index)
+            d = d.assign(rank=d["kernel_source"].map(order.index)).sort_values("rank").drop_duplicates(["num_heads", "batch_size", "isl", "step"])
+            if str(path) not in files:
+                files.append(str(path))
+            # Every attention TP degree (heads per GPU), not only the MoE group's: with data-parallel
+            # attention a GPU holds all the heads while the experts spread over the group.
+            for heads in sorted(set(d["num_heads"]), reverse=True):
+                tp = model.num_attention_heads // int(heads)
+                if tp * int(heads) != model.num_attention_heads:
+                    continue
+                for r in d[d["num_heads"] == heads].itertuples():
+                    new, context = (int(r.isl), int(r.isl)) if phase == "context" else (1, int(r.isl + r.step))
+                    rows.append((operator, str(r.kernel_source), dtype, tp, int(r.batch_size), new, context, heads, float(r.latency) * 1e-3, "measured"))
     if rows:
         with open(out / MLA_TABLE, "w", newline="") as f:
             w = csv.writer(f)
@@ -190,8 +201,8 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
                        "what": "vLLM fused_experts in a CUDA graph: align, gate/up, SiLU*mul, down, moe_sum; router and top-k outside"},
     }
     if mla_files:
-        manifest["mla"] = {"files": [str(Path(f).relative_to(root)) for f in mla_files], "table": MLA_TABLE, "priced": False,
-                           "what": "vLLM DeepseekV2MLAAttention forward (projections, norms, rotary, cache write, attention, o_proj), bf16 KV cache"}
+        manifest["mla"] = {"files": [str(Path(f).relative_to(root)) for f in mla_files], "table": MLA_TABLE, "priced": True,
+                           "what": "vLLM DeepseekV2MLAAttention forward (fused_qkv_a_proj, q/kv_a norms, q_b_proj, rotary, latent cache write, kv_b_proj or W_UK/W_UV, attention, o_proj), bf16 KV cache, one GPU"}
     if path.parent.name != version:
         manifest["notes"] = [f"MoE measured with {framework} {path.parent.name} (the closest version collected)"]
     with open(out / "moe_profile.json", "w") as f:

@@ -21,8 +21,10 @@ touched, the GPU's fit to the same tables), so the distinct-experts math is that
 a zipf routing that touches fewer or more experts than the balanced measurement moves the price by
 the roofline's ratio. The router GEMM is read from the profile's ``router_gemm`` rows where it has
 them (the same table scheme over the step's tokens per rank; its top-k softmax stays the
-roofline's). Shared experts, the attention side, all-reduce and
-all-to-all stay the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
+roofline's). Shared experts, all-reduce and all-to-all stay the roofline's; for a latent-attention model
+whose bundle holds ``mla.csv`` rows at the GPU's heads and dtype, the whole MLA module
+(projections, norms, rotary, cache write, attention, o_proj) is read from them
+(``simulator/cost_models/profiled_mla.py``), else it too stays the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
 ``sources``). With data-parallel attention the measured moe_sum covers all the group's tokens on
 the GPU, as the collector ran it, where the roofline sums only the rank's held tokens.
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.cost_models.moe import MoELayer
+from simulator.cost_models.profiled_mla import MLAModuleTables, read_mla_rows
 from simulator.cost_models.roofline_moe import MoERooflineCostModel
 from simulator.cost_models.tables import Table1D
 from simulator.errors import ScenarioError
@@ -163,5 +166,39 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         self.moe_layer = ProfiledMoELayer(self, model, par, routing or MoERoutingConfig(), tokens, seconds, router)
         self._parts_cache.clear()
         self._token_time_cache.clear()
+        self.mla_module = self._mla_module(quantization)
+        self._parts_cache.clear()
+        self._token_time_cache.clear()
         self.sources = {"experts": f"measured: {manifest.get('provenance', {}).get('source', str(bundle))} moe_experts",
-                        "router": "measured: router_gemm" if router is not None else "roofline", "shared_experts": "roofline", "attention": "roofline", "all_reduce": "roofline", "all_to_all": "roofline"}
+                        "router": "measured: router_gemm" if router is not None else "roofline", "shared_experts": "roofline",
+                        "attention": "measured: mla_module (projections, attention, o_proj)" if self.mla_module is not None else "roofline",
+                        "all_reduce": "roofline", "all_to_all": "roofline"}
+
+    def _mla_module(self, quantization: str) -> MLAModuleTables | None:
+        """The measured MLA module of this GPU's heads (``profiled_mla.py``), or None (no MLA, no ``mla.csv`` rows, a sliding window)."""
+        if self.latent is None or self.sliding_layers:
+            return None
+        rows = read_mla_rows(self.bundle, self.latent.heads, "fp8" if quantization == "fp8" else "bfloat16")
+        try:
+            return MLAModuleTables(self.latent, rows)
+        except ValueError:
+            return None
+
+    # With a measured MLA module, the module's rows time the projections, norms, rotary, cache
+    # write and attention of each layer together: the token-wise side keeps only the input
+    # add + RMSNorm and the all-reduce, and prefill / decode attention carry the module.
+    def _attention_side(self, t: int) -> dict[str, float]:
+        if getattr(self, "mla_module", None) is None:
+            return super()._attention_side(t)
+        h, b = self.model.hidden_size, self.dtype_bytes
+        return {"attention_projections": 0.0, "elementwise": self.elementwise_time(4 * t * h * b), "all_reduce": self.all_reduce_time(t * h * b)}
+
+    def _prefill_layer(self, new: list[int], prefix: list[int], window: int | None = None) -> float:
+        if getattr(self, "mla_module", None) is None or window is not None:
+            return super()._prefill_layer(new, prefix, window)
+        return self.mla_module.prefill_time(new, prefix)
+
+    def _decode_layer(self, requests: int, context: float) -> float:
+        if getattr(self, "mla_module", None) is None:
+            return super()._decode_layer(requests, context)
+        return self.mla_module.decode_time(requests, context)

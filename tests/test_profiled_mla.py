@@ -1,0 +1,76 @@
+"""MLA priced from the measured module tables: the table at measured shapes, no double counting, the roofline past the grid."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from simulator.cost_models import MoERooflineCostModel, ProfiledMoECostModel
+from simulator.cost_models.profiled_mla import _grid
+from simulator.engine.batch import Batch
+from simulator.scenario import RooflineConfig
+from simulator.specs.gpu import GPUS
+from simulator.specs.model import bundled_model_spec
+
+DSV3 = bundled_model_spec("deepseek-v3")
+H200 = GPUS["h200"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    pytest.importorskip("aiconfigurator_core")
+    from profiler.imports.aiconfigurator_moe import import_moe
+
+    return import_moe("h200_sxm/vllm/0.24.0", DSV3, (8,), tmp_path_factory.mktemp("dsv3"))
+
+
+def models(bundle) -> tuple[ProfiledMoECostModel, MoERooflineCostModel]:
+    """DeepSeek-V3 FP8 on 8 x H200, data-parallel attention 8 (all 128 heads per GPU), EP 8."""
+    args = (DSV3, H200, 1, 1, RooflineConfig(), 1, "fp8", "<test>", 8, True)
+    return ProfiledMoECostModel(bundle, *args), MoERooflineCostModel(*args)
+
+
+def measured(bundle, operator: str, seqs: int, axis: str, value: int) -> float:
+    mla = pd.read_csv(bundle / "mla.csv")
+    row = mla[(mla.operator == operator) & (mla.dtype == "fp8") & (mla.num_heads == 128) & (mla.num_seqs == seqs) & (mla[axis] == value)]
+    assert len(row) == 1
+    return float(row.median_s.iloc[0])
+
+
+def test_a_measured_decode_and_prefill_shape_is_priced_at_the_table(bundle) -> None:
+    c, _ = models(bundle)
+    assert c.sources["attention"].startswith("measured: mla_module")
+    # 64 decodes over 1 + 1024 cached tokens each: the generation row batch 64, isl 1, step 1024 (0.20 ms)
+    assert c._decode_layer(64, 64 * 1025) == pytest.approx(measured(bundle, "mla_module_decode", 64, "context_tokens", 1025), rel=1e-12)
+    # 4 prompts of 2,048 tokens: the context row batch 4, isl 2048 (5.1 ms)
+    assert c._prefill_layer([2048] * 4, [0] * 4) == pytest.approx(measured(bundle, "mla_module_prefill", 4, "new_tokens", 2048), rel=1e-12)
+
+
+def test_the_module_replaces_the_projections_and_keeps_the_norm_and_experts(bundle) -> None:
+    c, roof = models(bundle)
+    ours, theirs = c.token_parts(512), roof.token_parts(512)
+    assert ours["attention_projections"] == 0.0 and theirs["attention_projections"] > 0.0
+    assert ours["all_to_all"] == theirs["all_to_all"] and ours["shared_experts"] == theirs["shared_experts"]
+    # each layer's token-wise attention side keeps only the input add + RMSNorm (64 tokens per rank)
+    assert c._attention_side(64)["elementwise"] == pytest.approx(c.elementwise_time(4 * 64 * DSV3.hidden_size * c.dtype_bytes))
+    # a batch of 8 decodes, one per rank: the step carries one decode module call per layer
+    batch = Batch()
+    batch.num_decode_tokens, batch.decode_context_tokens = 8, 8 * 1025
+    assert c.decode_attention_time(batch) == pytest.approx(c.layers * c.mla_module.decode_time(1, 1025))
+
+
+def test_a_prefix_or_a_shape_past_the_grid_moves_the_price_by_the_roofline(bundle) -> None:
+    c, _ = models(bundle)
+    mod = c.mla_module
+    base = mod.prefill_time([2048], [0])
+    lat = c.latent
+    ratio = (lat.token_time(2048) + lat.prefill_time([2048], [4096])) / (lat.token_time(2048) + lat.prefill_time([2048], [0]))
+    assert mod.prefill_time([2048], [4096]) == pytest.approx(base * ratio)
+    # 2,048 decodes: past the measured 1,024, the edge's efficiency held
+    edge = mod.decode(1024, 1025)
+    assert mod.decode_time(2048, 2048 * 1025) == pytest.approx(edge * mod.roof_decode(2048, 1025) / mod.roof_decode(1024, 1025))
+
+
+def test_a_skipped_grid_cell_is_filled_from_its_row_by_the_roofline() -> None:
+    a0, a1, v, filled = _grid({(1, 1): 1.0, (1, 2): 2.0, (2, 1): 3.0}, lambda b, s: b * s)
+    assert filled == 1 and v[1, 1] == pytest.approx(3.0 * 4 / 2)
