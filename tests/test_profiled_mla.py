@@ -71,6 +71,7 @@ def test_a_prefix_or_a_shape_past_the_grid_moves_the_price_by_the_roofline(bundl
     assert mod.decode_time(2048, 2048 * 1025) == pytest.approx(edge * mod.roof_decode(2048, 1025) / mod.roof_decode(1024, 1025))
 
 
-def test_a_skipped_grid_cell_is_filled_from_its_row_by_the_roofline() -> None:
+def test_a_skipped_grid_cell_is_filled_from_its_column_by_the_roofline() -> None:
+    # (2 prompts, 2 tokens) was not measured: from (1, 2) by the roofline's ratio 4 / 2
     a0, a1, v, filled = _grid({(1, 1): 1.0, (1, 2): 2.0, (2, 1): 3.0}, lambda b, s: b * s)
-    assert filled == 1 and v[1, 1] == pytest.approx(3.0 * 4 / 2)
+    assert filled == 1 and v[1, 1] == pytest.approx(2.0 * 4 / 2)

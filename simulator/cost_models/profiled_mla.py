@@ -24,8 +24,8 @@ not shipped in the package; the operator list above is the SDK's.
 ``MLAModuleTables`` turns the rows into two ``Table2D`` grids: prefill over (prompts, tokens per
 prompt), decode over (requests, context per request); bilinear inside, roofline-scaled from the
 nearest edge outside (DESIGN.md). A grid cell the collector skipped (long contexts at large
-batches, which ran out of memory) is filled from the nearest measured cell of its row, scaled by
-the roofline. The roofline of the module is ``LatentAttention``'s token_time (projections, norms,
+batches, which ran out of memory) is filled from the nearest measured batch at the same tokens
+per prompt or context, scaled by the roofline (``_grid``). The roofline of the module is ``LatentAttention``'s token_time (projections, norms,
 rotary, cache write) plus its prefill or decode attention (``simulator/cost_models/mla.py``).
 
 A step's chunks rarely match the grid: its p prefill chunks of n_i new tokens after c_i cached
@@ -51,21 +51,31 @@ MLA_TABLE = "mla.csv"
 
 
 def _grid(points: dict[tuple[int, int], float], roof: Callable[[float, float], float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """A full (axis0, axis1, values) grid from measured ``points``; missing cells filled along their row by the roofline. Also the count filled."""
+    """A full (axis0, axis1, values) grid from measured ``points``, and the number of cells filled.
+
+    A missing cell (batch b, tokens x) is filled from the measured cell of the nearest batch in
+    its column, scaled by the roofline: at a fixed x, b prompts (or decodes) are b copies of the
+    same work, so the mix of projections and attention, and with it the module's efficiency,
+    stays as measured. A column with no measurement at all is filled along its row the same way.
+    """
     a0 = np.array(sorted({k[0] for k in points}), dtype=np.float64)
     a1 = np.array(sorted({k[1] for k in points}), dtype=np.float64)
     values = np.full((len(a0), len(a1)), np.nan)
     for (x0, x1), v in points.items():
         values[np.searchsorted(a0, x0), np.searchsorted(a1, x1)] = v
+    measured = ~np.isnan(values)
     filled = 0
-    for i, x0 in enumerate(a0):
-        known = np.flatnonzero(~np.isnan(values[i]))
-        for j in np.flatnonzero(np.isnan(values[i])):
-            if len(known) == 0:
-                continue
-            k = known[np.argmin(np.abs(known - j))]
-            values[i, j] = values[i, k] * roof(x0, a1[j]) / roof(x0, a1[k])
-            filled += 1
+    for i, j in zip(*np.nonzero(~measured)):
+        column, row = np.flatnonzero(measured[:, j]), np.flatnonzero(measured[i])
+        if len(column):
+            k = column[np.argmin(np.abs(column - i))]
+            values[i, j] = values[k, j] * roof(a0[i], a1[j]) / roof(a0[k], a1[j])
+        elif len(row):
+            k = row[np.argmin(np.abs(row - j))]
+            values[i, j] = values[i, k] * roof(a0[i], a1[j]) / roof(a0[i], a1[k])
+        else:
+            continue
+        filled += 1
     rows = ~np.isnan(values).any(axis=1)
     return a0[rows], a1, values[rows], filled
 
