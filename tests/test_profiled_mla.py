@@ -75,3 +75,21 @@ def test_a_skipped_grid_cell_is_filled_from_its_column_by_the_roofline() -> None
     # (2 prompts, 2 tokens) was not measured: from (1, 2) by the roofline's ratio 4 / 2
     a0, a1, v, filled = _grid({(1, 1): 1.0, (1, 2): 2.0, (2, 1): 3.0}, lambda b, s: b * s)
     assert filled == 1 and v[1, 1] == pytest.approx(2.0 * 4 / 2)
+
+
+def test_dense_gemms_of_the_moe_model_read_the_measured_gemm_table(bundle) -> None:
+    c, roof = models(bundle)
+    gemms = pd.read_csv(bundle / "dense_gemm.csv")
+    assert {"shared_gate_up_proj", "shared_down_proj", "dense_gate_up_proj", "o_proj", "lm_head"} <= set(gemms.operator)
+    assert set(gemms.dtype) == {"bfloat16"}
+    # FP8 linears stay the roofline's; lm_head (bf16) reads the table at m = 64
+    assert c.linear_time(64, 7168, 4096) == roof.linear_time(64, 7168, 4096)
+    head = gemms[(gemms.operator == "lm_head") & (gemms.tp == 1) & (gemms.m == 64)]
+    assert c.gemm_time(64, 7168, int(head.n.iloc[0])) == pytest.approx(float(head.median_s.iloc[0]), rel=1e-12)
+    assert c.gemm_time(64, 123, 456) == roof.gemm_time(64, 123, 456)
+    # a bf16 GEMM at the shared experts' gate/up shape (width 2,048 x 2, one GPU) is the measured row
+    # (DeepSeek-V3's experts are measured in FP8 only, so an unquantized replica cannot be built here)
+    row = gemms[(gemms.operator == "shared_gate_up_proj") & (gemms.tp == 1) & (gemms.m == 64)]
+    assert (row.k.iloc[0], row.n.iloc[0]) == (7168, 4096) and row.origin.iloc[0] == "measured"
+    assert c.gemm_time(64, 7168, 4096) == pytest.approx(float(row.median_s.iloc[0]), rel=1e-12)
+    assert c.sources["dense_gemms"].startswith("measured")

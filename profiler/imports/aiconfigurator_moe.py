@@ -24,12 +24,13 @@ import json
 from pathlib import Path
 
 from profiler.catalogue_moe import MOE, MOE_SHAPE_COLUMNS, expert_counts, expert_shape, router_counts
+from profiler.imports.aiconfigurator_dense_gemm import DENSE_GEMM_TABLE, write_dense_gemms
 from profiler.imports.aiconfigurator import EXTRA, PACKAGE, URL, _closest_version, gemm_times, package_root, package_version, parse, system_spec
 from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
-MOE_FORMAT = 2
+MOE_FORMAT = 3
 # moe_perf moe_dtype -> the bundle's dtype: bf16 weights and activations (quantization none); e4m3
 # weights in 128 x 128 blocks with per-token-group activations (the FP8 checkpoints of DeepSeek-V3
 # and Qwen3, servesim quantization fp8).
@@ -186,6 +187,7 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
         rows += router
         for tp in sorted(tps):
             operators[str(tp)].append("router_gemm (bfloat16)")
+    dense = write_dense_gemms(root / "data" / system / "gemm" / framework / version / "gemm_perf.parquet", root, system, model, sorted(tps), out)
     mla_files = _write_mla(root / "data" / system / "mla" / framework, version, model, sorted(tps), out) if model.mla is not None else []
     with open(out / "moe.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -200,6 +202,9 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
                        "device": str(table["device"].iloc[0]) if "device" in table and len(table) else None, "kernels": kernels,
                        "what": "vLLM fused_experts in a CUDA graph: align, gate/up, SiLU*mul, down, moe_sum; router and top-k outside"},
     }
+    if dense:
+        manifest["dense_gemms"] = {"table": DENSE_GEMM_TABLE, "operators": dense, "file": f"data/{system}/gemm/{framework}/{version}/gemm_perf.parquet",
+                                   "what": "the system's measured GEMMs at the dense linear layers (attention projections, shared experts, dense MLP, lm_head)"}
     if mla_files:
         manifest["mla"] = {"files": [str(Path(f).relative_to(root)) for f in mla_files], "table": MLA_TABLE, "priced": True,
                            "what": "vLLM DeepseekV2MLAAttention forward (fused_qkv_a_proj, q/kv_a norms, q_b_proj, rotary, latent cache write, kv_b_proj or W_UK/W_UV, attention, o_proj), bf16 KV cache, one GPU"}

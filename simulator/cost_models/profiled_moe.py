@@ -39,6 +39,7 @@ import numpy as np
 
 from simulator.cost_models.moe import MoELayer
 from simulator.cost_models.profiled_mla import MLAModuleTables, read_mla_rows
+from simulator.cost_models.roofline import RooflineCostModel
 from simulator.cost_models.roofline_moe import MoERooflineCostModel
 from simulator.cost_models.tables import Table1D
 from simulator.errors import ScenarioError
@@ -94,6 +95,30 @@ def read_router_table(root: Path, hidden: int, num_experts: int) -> tuple[np.nda
         return None
     tokens = np.array(sorted(by_tokens), dtype=np.float64)
     return tokens, np.array([float(np.median(by_tokens[int(m)])) for m in tokens])
+
+
+DENSE_GEMM_FILE = "dense_gemm.csv"
+
+
+def read_dense_gemms(root: Path) -> dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]]:
+    """The bundle's ``dense_gemm.csv`` rows: (dtype, k, n) -> (m values, seconds); empty without the file.
+
+    Written by ``profiler/imports/aiconfigurator_dense_gemm.py`` from the system's GEMM table.
+    A shape measured under several names (o_proj at two TP degrees) keeps the median per m.
+    """
+    path = Path(root) / DENSE_GEMM_FILE
+    if not path.is_file():
+        return {}
+    pts: dict[tuple[str, int, int], dict[int, list[float]]] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            pts.setdefault((r["dtype"], int(r["k"]), int(r["n"])), {}).setdefault(int(r["m"]), []).append(float(r["median_s"]))
+    out = {}
+    for key, by_m in pts.items():
+        if len(by_m) >= 2:
+            ms = np.array(sorted(by_m), dtype=np.float64)
+            out[key] = (ms, np.array([float(np.median(by_m[int(m)])) for m in ms]))
+    return out
 
 
 class ProfiledMoELayer(MoELayer):
@@ -167,10 +192,14 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         self._parts_cache.clear()
         self._token_time_cache.clear()
         self.mla_module = self._mla_module(quantization)
+        self.dense_gemms = {key: Table1D(ms, secs, lambda m, k=key[1], n=key[2]: RooflineCostModel.gemm_time(self, int(round(m)), k, n))
+                            for key, (ms, secs) in read_dense_gemms(self.bundle).items() if key[0] == "bfloat16"}
+        self._sample_time_cache.clear()
         self._parts_cache.clear()
         self._token_time_cache.clear()
         self.sources = {"experts": f"measured: {manifest.get('provenance', {}).get('source', str(bundle))} moe_experts",
-                        "router": "measured: router_gemm" if router is not None else "roofline", "shared_experts": "roofline",
+                        "router": "measured: router_gemm" if router is not None else "roofline",
+                        "dense_gemms": f"measured: {DENSE_GEMM_FILE} ({len(self.dense_gemms)} shapes)" if self.dense_gemms else "roofline",
                         "attention": "measured: mla_module (projections, attention, o_proj)" if self.mla_module is not None else "roofline",
                         "all_reduce": "roofline", "all_to_all": "roofline"}
 
@@ -183,6 +212,15 @@ class ProfiledMoECostModel(MoERooflineCostModel):
             return MLAModuleTables(self.latent, rows)
         except ValueError:
             return None
+
+    # Dense linear layers (attention projections, shared experts, dense MLP, lm_head) read the
+    # system's measured bf16 GEMM table at their (k, n) where the bundle has it, through
+    # gemm_time: every linear without quantization and lm_head (bf16 in the FP8 checkpoints too).
+    # FP8 linears and shapes the table lacks stay the roofline's
+    # (``profiler/imports/aiconfigurator_dense_gemm.py`` says why the FP8 rows are not used).
+    def gemm_time(self, m: int, k: int, n: int) -> float:
+        table = getattr(self, "dense_gemms", {}).get(("bfloat16", k, n))
+        return table(m) if table is not None and m > 0 else super().gemm_time(m, k, n)
 
     # With a measured MLA module, the module's rows time the projections, norms, rotary, cache
     # write and attention of each layer together: the token-wise side keeps only the input
