@@ -22,7 +22,11 @@ Beside each, the roofline's own price of the module at the same rows
 rotary and cache write plus its prefill or absorbed decode attention, with H200's calibrated
 efficiencies), which no split trains. Errors are pred / measured - 1: median and P90 of |error|.
 
-    python benchmarks/mla_profile_check.py [--system h200_sxm] [--version 0.24.0]
+Then (``--steps``) the decode step of the Azure DeepSeek-V3 scenario's deployment (FP8, 8 x H200,
+data-parallel attention 8, EP 8) at 1 and 64 decodes per rank over 1,024 cached tokens each, by
+part, priced by the roofline and by the imported profile (experts, router, MLA module, bf16 GEMMs).
+
+    python benchmarks/mla_profile_check.py [--system h200_sxm] [--version 0.24.0] [--steps]
 """
 
 from __future__ import annotations
@@ -75,10 +79,31 @@ def errors(rows: pd.DataFrame, lat, operator: str, axis: str, split: str) -> lis
     return out
 
 
+def steps(system: str, version: str) -> None:
+    """Print the decode step by part (ms) at 1 and 64 decodes per rank, roofline against profiled."""
+    from profiler.imports.aiconfigurator_moe import named_moe_profile
+    from simulator.cost_models import ProfiledMoECostModel
+    from simulator.engine.batch import Batch
+
+    model = bundled_model_spec("deepseek-v3")
+    args = (model, GPUS["h200"], 1, 1, RooflineConfig(), 1, "fp8", "<check>", 8, True)
+    models = {"roofline": MoERooflineCostModel(*args), "profiled": ProfiledMoECostModel(named_moe_profile(f"aiconfigurator:{system}/vllm/{version}", model, 8), *args)}
+    for per_rank in (1, 64):
+        batch = Batch()
+        batch.num_decode_tokens = batch.num_sampled_tokens = 8 * per_rank
+        batch.decode_context_tokens = 8 * per_rank * 1025
+        parts = {name: c.step_breakdown(batch) for name, c in models.items()}
+        keys = sorted({k for p in parts.values() for k, v in p.items() if v})
+        print(f"\n{per_rank} decode(s) per rank: " + ", ".join(f"{name} {1e3 * sum(p.values()):.2f} ms" for name, p in parts.items()))
+        for k in keys:
+            print(f"  {k:24s} " + "  ".join(f"{1e3 * parts[name].get(k, 0.0):8.3f}" for name in models))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--system", default="h200_sxm")
     ap.add_argument("--version", default="0.24.0")
+    ap.add_argument("--steps", action="store_true", help="also print the scenario's decode step by part")
     args = ap.parse_args()
     gpu = {"h200_sxm": "h200", "h100_sxm": "h100-sxm"}[args.system]
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +122,8 @@ def main() -> None:
                     p, r = np.abs(e["profiled"]), np.abs(e["roofline"])
                     print(f"| {operator.split('_')[-1]} | {dtype} | {heads} | {split} | {n_fit} | {len(e)} | "
                           f"{100 * p.median():.1f} % / {100 * p.quantile(0.9):.1f} % | {100 * r.median():.1f} % / {100 * r.quantile(0.9):.1f} % |")
+    if args.steps:
+        steps(args.system, args.version)
 
 
 if __name__ == "__main__":
