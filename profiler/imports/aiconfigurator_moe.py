@@ -30,7 +30,7 @@ from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
-MOE_FORMAT = 3
+MOE_FORMAT = 4
 # moe_perf moe_dtype -> the bundle's dtype: bf16 weights and activations (quantization none); e4m3
 # weights in 128 x 128 blocks with per-token-group activations (the FP8 checkpoints of DeepSeek-V3
 # and Qwen3, servesim quantization fp8).
@@ -212,6 +212,8 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
         manifest["notes"] = [f"MoE measured with {framework} {path.parent.name} (the closest version collected)"]
     with open(out / "moe_profile.json", "w") as f:
         json.dump(manifest, f, indent=1)
+    with open(out / "provenance.json", "w") as f:  # what the run header shows (source, device, what is measured)
+        json.dump({"source": manifest["provenance"]["source"], "device_name": manifest["provenance"]["device"], "priced": priced_parts(out)}, f, indent=1)
     return out
 
 
@@ -256,15 +258,43 @@ def named_moe_profile(value: str, model: ModelSpec, tp: int, source: str = "<sce
     return final
 
 
+def priced_parts(root: Path) -> dict[str, list[str]]:
+    """Which parts of a MoE step bundle ``root`` prices from measurements and which the roofline prices (what its files hold)."""
+    root = Path(root)
+    measured = ["routed experts + moe_sum (moe.csv)"]
+    with open(root / "moe.csv", newline="") as f:
+        if any(r["operator"] == "router_gemm" for r in csv.DictReader(f)):
+            measured.append("router GEMM (moe.csv)")
+    roofline = ["router top-k", "all-reduce", "all-to-all", "norms and elementwise", "host overhead"]
+    if (root / MLA_TABLE).is_file():
+        measured.append("MLA module: projections, norms, rotary, cache write, attention, o_proj (mla.csv)")
+    else:
+        roofline.append("attention and its projections")
+    if (root / DENSE_GEMM_TABLE).is_file():
+        measured.append("bf16 dense GEMMs: attention projections, shared experts, dense MLP, lm_head (dense_gemm.csv)")
+        roofline.append("FP8 dense linears")
+    else:
+        roofline.append("dense linears (shared experts, dense MLP, lm_head)")
+    return {"measured": measured, "roofline": roofline}
+
+
 def moe_provenance(root: Path) -> dict:
-    """A MoE bundle's provenance in ``read_provenance``'s layout: source, device_name, and rows per ``operator|dtype|tpN``."""
+    """A MoE bundle's provenance in ``read_provenance``'s layout: source, device_name, rows per ``operator|dtype|tpN``, and ``priced`` (``priced_parts``)."""
     with open(Path(root) / "moe_profile.json") as f:
         manifest = json.load(f)
     prov = manifest["provenance"]
     operators: dict[str, dict] = {}
-    with open(Path(root) / "moe.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            name = r["operator"] + (" (EP)" if int(r["ep"]) > 1 else "")
-            entry = operators.setdefault(f"{name}|{r['dtype']}|tp{r['tp']}", {"rows": {}})
-            entry["rows"][r["origin"]] = entry["rows"].get(r["origin"], 0) + 1
-    return {**prov, "device_name": prov.get("device"), "operators": operators, "filled": {}}
+
+    def count(file: str, name_of) -> None:
+        path = Path(root) / file
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                entry = operators.setdefault(f"{name_of(r)}|{r['dtype']}|tp{r['tp']}", {"rows": {}})
+                entry["rows"][r["origin"]] = entry["rows"].get(r["origin"], 0) + 1
+
+    count("moe.csv", lambda r: r["operator"] + (" (EP)" if int(r["ep"]) > 1 else ""))
+    count(MLA_TABLE, lambda r: r["operator"])
+    count(DENSE_GEMM_TABLE, lambda r: r["operator"])
+    return {**prov, "device_name": prov.get("device"), "operators": operators, "filled": {}, "priced": priced_parts(root)}
