@@ -93,3 +93,13 @@ def test_dense_gemms_of_the_moe_model_read_the_measured_gemm_table(bundle) -> No
     assert (row.k.iloc[0], row.n.iloc[0]) == (7168, 4096) and row.origin.iloc[0] == "measured"
     assert c.gemm_time(64, 7168, 4096) == pytest.approx(float(row.median_s.iloc[0]), rel=1e-12)
     assert c.sources["dense_gemms"].startswith("measured")
+
+
+def test_the_bundle_says_which_parts_are_measured(bundle) -> None:
+    import json
+
+    prov = json.loads((bundle / "provenance.json").read_text())
+    assert prov["source"] == "aiconfigurator:h200_sxm/vllm/0.24.0" and prov["device_name"] == "NVIDIA H200"
+    measured = " ".join(prov["priced"]["measured"])
+    assert "mla.csv" in measured and "dense_gemm.csv" in measured and "moe.csv" in measured
+    assert "all-to-all" in prov["priced"]["roofline"] and "FP8 dense linears" in prov["priced"]["roofline"]
