@@ -82,6 +82,13 @@ def write_compare_report(result: CompareData, path: Path) -> Path:
         cdf = cdf_figure(result, colors)
         if cdf is not None:
             sections.append(("Latency CDFs", _figure_html(cdf)))
+        if any(c.endswith("_lo") for c in result.results.columns):
+            from simulator.studies.compare_intervals import separation_table
+
+            note = ('<p class="note">Error bars are prediction intervals over each point\'s perturbed replicates '
+                    '(uncertainty section). "separated": the two intervals are disjoint, so the difference exceeds the '
+                    'spread of either; otherwise the order of the two may change with another seed or cost-model error.</p>')
+            sections.append(("Which differences the intervals separate", note + separation_table(result.results).to_html(index=False, float_format="{:.4g}".format)))
     title = f"servesim compare: {sweep.name}"
     return write_page(path, title, sections, f'<p class="note">{html.escape(DEFINITIONS)}</p>')
 
@@ -180,6 +187,16 @@ def _series_frames(result: CompareData):
             yield index, config.label, frame
 
 
+def error_bars(frame: pd.DataFrame, column: str, scale: float) -> dict | None:
+    """plotly ``error_y`` drawing ``<column>_lo`` .. ``<column>_hi`` (the prediction interval), or None without them."""
+    lo, hi = f"{column}_lo", f"{column}_hi"
+    if lo not in frame.columns or hi not in frame.columns:
+        return None
+    y = frame[column].astype(float)
+    return {"type": "data", "symmetric": False, "array": ((frame[hi].astype(float) - y).clip(lower=0) * scale).tolist(),
+            "arrayminus": ((y - frame[lo].astype(float)).clip(lower=0) * scale).tolist(), "thickness": 1, "width": 3}
+
+
 def latency_rate_figure(result: CompareData, colors: dict[str, str]) -> go.Figure:
     """P50 and P99 of TTFT (s), TPOT (ms), TBT (ms) and E2E (s) against arrival rate (req/s).
 
@@ -196,7 +213,7 @@ def latency_rate_figure(result: CompareData, colors: dict[str, str]) -> go.Figur
                     continue
                 fig.add_trace(go.Scatter(
                     x=frame["rate_rps"], y=frame[column].astype(float) * scale, mode="lines+markers", name=label,
-                    legendgroup=label, showlegend=row == 1 and col == 1, line={"color": colors[label]},
+                    legendgroup=label, showlegend=row == 1 and col == 1, line={"color": colors[label]}, error_y=error_bars(frame, column, scale),
                     hovertemplate=f"%{{x:.3g}} req/s: %{{y:.4g}} {unit}<extra>{html.escape(label)}</extra>",
                 ), row=row, col=col)
     base = result.sweep.configurations[0].scenario if result.sweep.configurations else None
@@ -271,7 +288,7 @@ def goodput_figure(result: CompareData, colors: dict[str, str]) -> go.Figure:
         for col, (column, title, scale) in enumerate(panels, start=1):
             fig.add_trace(go.Scatter(
                 x=frame["rate_rps"], y=frame[column].astype(float) * scale, mode="lines+markers", name=label,
-                legendgroup=label, showlegend=col == 1, line={"color": colors[label]},
+                legendgroup=label, showlegend=col == 1, line={"color": colors[label]}, error_y=error_bars(frame, column, scale),
                 hovertemplate=f"%{{x:.3g}} req/s: %{{y:.4g}}<extra>{html.escape(label)}</extra>",
             ), row=1, col=col)
     for col in (1, 3):  # the offered load: what a system keeping up would serve

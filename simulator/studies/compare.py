@@ -12,6 +12,8 @@ Outputs in the results folder (default ``reports/compare/<sweep name>``):
 * ``results.csv`` and ``results.parquet``: one row per grid run: the series label, every axis
   value, the rate, and the flattened run summary (``ttft_p50_s``, ..., ``goodput_rps``,
   ``slo_attainment``, ``num_preemptions``, ``wall_time_s``; latencies in seconds);
+* with ``uncertainty.replicates`` > 1, ``<figure>_lo`` / ``<figure>_hi`` columns in
+  ``results.csv`` and ``separation.csv`` (``simulator.studies.compare_intervals``);
 * ``capacity.csv``: per configuration, the capacity (req/s), the number of runs and the rates
   tried;
 * ``compare.html``: one self-contained plotly page (``simulator.reports.compare_report``).
@@ -34,7 +36,9 @@ import pandas as pd
 
 from simulator.studies.capacity import CapacityCriterion, CapacityResult, find_capacity
 from simulator.reports.compare_report import CDF_LEVELS, CompareData, write_compare_report
+from simulator.studies.compare_intervals import add_intervals, replicate_tasks, separation_table
 from simulator.studies.executors import make_executor
+from simulator.studies.intervals import figures
 from simulator.studies.run_cache import RunCache, run_key
 from simulator.scenario import Scenario
 from simulator.studies.sweep import Sweep, load_sweep
@@ -192,6 +196,8 @@ def run_compare(
     outputs: dict[int, Any] = dict(pool.map(_execute, tasks, desc=f"compare {sweep.name}"))
 
     capacity_results = {i: outputs[i] for i in range(num_capacity)}
+    draws = _run_replicates(sweep, pool, {i: outputs[num_capacity + i]["summary"] for i in range(len(sweep.runs))},
+                            {i: t.source for i, t in enumerate(tasks[num_capacity:])}, cache_folder)
     rows, cdfs = [], {}
     for i, run in enumerate(sweep.runs):
         value = outputs[num_capacity + i]
@@ -204,6 +210,10 @@ def run_compare(
         rows.append(row)
         cdfs[i] = value["cdf"]
     results = pd.DataFrame(rows)
+    if draws:
+        base_figures = {i: figures(outputs[num_capacity + i]["summary"]) for i in draws}
+        results = add_intervals(results, sweep.runs, base_figures, draws)
+        separation_table(results).to_csv(out / "separation.csv", index=False)
     capacity = _capacity_table(sweep, capacity_results)
 
     results.to_csv(out / "results.csv", index=False)
@@ -216,6 +226,23 @@ def run_compare(
         write_compare_report(data, out / "compare.html")
     result.wall_time_s = time.perf_counter() - wall_start
     return result
+
+
+def _run_replicates(sweep: Sweep, pool, summaries: dict[int, dict], sources: dict[int, str], cache_folder: Path | None) -> dict[int, list]:
+    """Replicates 1..N-1 of every grid run whose scenario sets ``uncertainty.replicates`` > 1.
+
+    Returns, per grid-run index, the replicates' ``figures`` in replicate order (empty when no
+    run has replicates). A second pass on the same executor: each replicate's step-time spread
+    depends on the unperturbed run's cost model (``simulator.studies.intervals.step_time_error``).
+    """
+    planned = replicate_tasks(sweep.runs, summaries, sources, cache_folder)
+    if not planned:
+        return {}
+    done = dict(pool.map(_execute, [task for _, task in planned], desc=f"replicates {sweep.name}"))
+    draws: dict[int, list] = {}
+    for j, (i, _) in enumerate(planned):
+        draws.setdefault(i, []).append(done[j])
+    return draws
 
 
 def _capacity_table(sweep: Sweep, found: dict[int, CapacityResult]) -> pd.DataFrame:
