@@ -24,6 +24,7 @@ from plotly.colors import qualitative
 from rich.table import Table
 
 from simulator.studies.plan import PlanResult, describe_slo
+from simulator.studies.plan.intervals import INTERVAL_TOP, interval_note
 from simulator.reports.run_report import latency_cdf_figure, slo_thresholds, write_page
 from simulator.specs.prices import GPU_PRICES
 from simulator.reports.axes import LOG_TICKS, fit_title
@@ -120,6 +121,11 @@ def recommendation_html(result: PlanResult) -> str:
         for _, r in best_per_gpu.iterrows()
     )
     text += f"<p>Cheapest per GPU type:</p><ul>{items}</ul>"
+    note = interval_note(result.table)
+    if note is not None:
+        u = plan.base.uncertainty
+        text += (f"<p><b>{html.escape(note)}</b> Capacity intervals: {u.level:.0%} prediction intervals over {u.replicates} perturbed "
+                 f"replicates of the cheapest {INTERVAL_TOP} candidates (capacity_lo/hi, replicas_lo/hi, usd_per_hour_lo/hi in plan.csv).</p>")
     return facts + text
 
 
@@ -356,4 +362,7 @@ def console_summary(result: PlanResult, num_rows: int = 5) -> Table:
         out.caption = f"{len(table)} candidates, {len(table) - len(bad)} feasible; infeasible: {counts} (reasons in plan.csv)"
     if ok.empty:
         out.caption = (out.caption or "") + "; no candidate meets the SLOs at R within the limits"
+    note = interval_note(table)
+    if note is not None:
+        out.caption = f"{out.caption}\n{note}" if out.caption else note
     return out

@@ -24,6 +24,7 @@ from simulator.studies.plan.candidates import (
     usd_per_million_output_tokens,
 )
 from simulator.studies.plan.config import Plan
+from simulator.studies.plan.intervals import capacity_intervals
 from simulator.studies.plan.tasks import CapacityTask, VerifyTask, run_capacity_task, run_verify_task, verification_scenario
 
 
@@ -212,6 +213,7 @@ def run_plan(plan: Plan, executor: Executor, cache_dir: str | Path | None = None
     for col in ("capacity_num_runs", "replicas_estimate", "num_replicas", "num_gpus", "verify_num_runs", "rank"):
         table[col] = table[col].astype("Int64")
     table = table[list(RESULT_COLUMNS)]
+    table = capacity_intervals(plan, candidates, table, executor, cache)  # adds INTERVAL_COLUMNS with uncertainty.replicates > 1
 
     sensitivity = _sensitivity(plan, candidates, table, executor, cache)
     winner_summary = winner_scenario = winner_requests = None
