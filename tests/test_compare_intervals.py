@@ -5,6 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+import simulator.studies.compare_intervals
+
 from simulator.studies.compare import run_compare
 from simulator.studies.compare_intervals import intervals_separate, separation_table
 
@@ -47,11 +49,16 @@ def test_intervals_columns_bracket_the_run(five):
     assert "Which differences the intervals separate" in (five.out / "compare.html").read_text()
 
 
-def test_intervals_are_deterministic_and_cached(five, tmp_path):
+def test_intervals_are_deterministic_and_cached(five, tmp_path, monkeypatch):
     again = _run(tmp_path, 5, workers=2)
     cols = [c for c in five.results.columns if c.endswith(("_lo", "_hi"))]
     pd.testing.assert_frame_equal(five.results[cols], again.results[cols])
     # A second run in the same folder reads every run and replicate from the cache.
+    def no_run(replicate):
+        raise AssertionError("a replicate ran again instead of coming from the cache")
+
+    # With one worker the tasks run in this process, so the patch applies to them.
+    monkeypatch.setattr(simulator.studies.compare_intervals, "run_replicate", no_run)
     resumed = run_compare(five.sweep.source, workers=1, out=five.out, progress=False, report=False)
     assert resumed.results["cached"].all()
     pd.testing.assert_frame_equal(five.results[cols], resumed.results[cols])
@@ -72,3 +79,16 @@ def test_separation_on_hand_made_intervals():
     table = separation_table(results, ("goodput_rps", "ttft_p90_s"))
     assert table["separated"].tolist() == [True, False]
     assert table["lower"].tolist() == ["b", ""]
+
+
+def test_cli_compare_lists_separation(tmp_path):
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    sweep = tmp_path / "cli.yaml"
+    sweep.write_text(SWEEP.format(replicates=3))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compare", str(sweep), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "pairwise differences" in result.output and (out / "separation.csv").is_file()

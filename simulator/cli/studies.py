@@ -87,7 +87,8 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
         _check_out(out, "--out")
         folder = claim(out, "compare", study_id("compare", sweep.name, sweep_file), overwrite)
         result = run_compare(sweep_file, executor=executor, address=address, workers=workers, out=out, use_cache=not no_cache, progress=not quiet)
-        folder.finish(["results.csv", "results.parquet"] + (["capacity.csv"] if result.sweep.criterion is not None else []) + ["compare.html"])
+        folder.finish(["results.csv", "results.parquet"] + (["capacity.csv"] if result.sweep.criterion is not None else [])
+                      + (["separation.csv"] if result.separation is not None else []) + ["compare.html"])
     except ScenarioError as e:
         _fail(e)
     except OSError as e:
@@ -98,6 +99,10 @@ def compare(sweep_file: Path, executor: str | None, address: str | None, workers
             print_table(capacity_console_table(result), console)
         num_cached = int(result.results["cached"].sum()) if len(result.results) else 0
         console.print(f"{len(result.results)} runs ({num_cached} from the cache) in {result.wall_time_s:.1f} s; results: {result.out}")
+        if result.separation is not None and len(result.separation):
+            sep = result.separation
+            console.print(f"prediction intervals: {int(sep['separated'].sum())} of {len(sep)} pairwise differences "
+                          f"({', '.join(sep['figure'].unique())}) separated; see separation.csv")
 
 
 @click.command(name="validate")

@@ -134,6 +134,8 @@ class CompareResult:
         capacity_results: per configuration index, the search's result.
         cdfs: per grid-run index, its latency quantiles (at ``CDF_LEVELS``).
         wall_time_s: the whole sweep, including writing the outputs.
+        separation: with replicates, the ``separation.csv`` table
+            (``simulator.studies.compare_intervals.separation_table``); else None.
     """
 
     sweep: Sweep
@@ -143,6 +145,7 @@ class CompareResult:
     capacity_results: dict[int, CapacityResult] = field(default_factory=dict)
     cdfs: dict[int, dict] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    separation: pd.DataFrame | None = None
 
 
 def run_compare(
@@ -210,17 +213,19 @@ def run_compare(
         rows.append(row)
         cdfs[i] = value["cdf"]
     results = pd.DataFrame(rows)
+    separation = None
     if draws:
         base_figures = {i: figures(outputs[num_capacity + i]["summary"]) for i in draws}
         results = add_intervals(results, sweep.runs, base_figures, draws)
-        separation_table(results).to_csv(out / "separation.csv", index=False)
+        separation = separation_table(results)
+        separation.to_csv(out / "separation.csv", index=False)
     capacity = _capacity_table(sweep, capacity_results)
 
     results.to_csv(out / "results.csv", index=False)
     _parquet_safe(results).to_parquet(out / "results.parquet", index=False)
     if sweep.criterion is not None:
         capacity.to_csv(out / "capacity.csv", index=False)
-    result = CompareResult(sweep, out, results, capacity, capacity_results, cdfs)
+    result = CompareResult(sweep, out, results, capacity, capacity_results, cdfs, separation=separation)
     if report:
         data = CompareData(sweep, results, capacity, capacity_results, cdfs, time.perf_counter() - wall_start)
         write_compare_report(data, out / "compare.html")
