@@ -94,3 +94,13 @@ def test_winner_clearly_cheaper_on_hand_made_costs():
     assert winner_clearly_cheaper(table((6.0, math.nan), (8.0, 9.0))) is False  # a replicate found no capacity
     assert "not clearly cheaper" in interval_note(table((6.0, 9.0), (7.0, 9.0)))
     assert winner_clearly_cheaper(table((6.0, 7.0), (math.nan, math.nan))) is None
+
+
+def test_nothing_perturbed_gives_a_point_interval(tmp_path):
+    path = tmp_path / "fixed.yaml"
+    path.write_text(PLAN.format(replicates=3).replace(
+        "uncertainty.replicates: 3", "uncertainty.replicates: 3\n  uncertainty.workload: fixed\n  uncertainty.step_time_relative_error: 0"))
+    result = run_plan(load_plan(path), make_executor("local", max_workers=1, progress=False), cache_dir=None, winner_run=False)
+    ok = result.table[result.table["feasible"]]
+    assert (ok["capacity_lo"] == ok["capacity_rps"]).all() and (ok["capacity_hi"] == ok["capacity_rps"]).all()
+    assert (ok["usd_per_hour_lo"] == ok["usd_per_hour"]).all()

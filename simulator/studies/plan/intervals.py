@@ -112,6 +112,20 @@ def run_replicate_capacity(task: ReplicateCapacityTask) -> float:
     return float(result.capacity_rps or 0.0)
 
 
+def _cost_model_header(scenario, source: str) -> dict:
+    """The part of a run summary ``step_time_error`` reads: the profile bundle's folder, if any.
+
+    Without ``hardware.profile`` it is empty (the stated error, else the roofline's 6.4 %);
+    with one, a simulation is built (not run) to resolve the bundle that holds ``fit_report.json``.
+    """
+    if scenario.hardware.profile is None:
+        return {}
+    from simulator.engine.simulation import Simulation
+
+    bundle = getattr(Simulation(scenario, source).replicas[0].cost_model, "bundle", None)
+    return {"run": {"cost_model": {"bundle": str(bundle)}}} if bundle is not None else {}
+
+
 def capacity_intervals(plan, candidates, table: pd.DataFrame, executor, cache: str | None) -> pd.DataFrame:
     """``table`` with ``INTERVAL_COLUMNS`` filled for the top ``INTERVAL_TOP`` feasible rows (others NaN).
 
@@ -130,8 +144,7 @@ def capacity_intervals(plan, candidates, table: pd.DataFrame, executor, cache: s
     tasks: list[ReplicateCapacityTask] = []
     for candidate_index in top["candidate"].astype(int):
         scenario = candidates[candidate_index].scenario
-        # No run summary here names a profile's bundle: the stated error, else the roofline's 6.4 %.
-        relative_error, _ = step_time_error(scenario, {})
+        relative_error, _ = step_time_error(scenario, _cost_model_header(scenario, plan.source))
         for rep in plan_replicates(scenario, f"{plan.source} (candidate {candidate_index})", relative_error)[1:]:
             jobs.append(candidate_index)
             tasks.append(ReplicateCapacityTask(rep, plan.criterion, cfg.rel_tol, cfg.max_runs, cfg.rate_lo_rps, cfg.rate_hi_rps, cache))
