@@ -103,3 +103,19 @@ def test_the_bundle_says_which_parts_are_measured(bundle) -> None:
     measured = " ".join(prov["priced"]["measured"])
     assert "mla.csv" in measured and "dense_gemm.csv" in measured and "moe.csv" in measured
     assert "all-to-all" in prov["priced"]["roofline"] and "FP8 dense linears" in prov["priced"]["roofline"]
+
+
+def test_a_grouped_query_moe_model_prices_attention_from_its_fitted_dense_profile(tmp_path) -> None:
+    pytest.importorskip("aiconfigurator_core")
+    pytest.importorskip("sklearn")
+    from profiler.imports.aiconfigurator_moe import import_moe
+
+    mixtral = bundled_model_spec("mixtral-8x7b")
+    out = import_moe("h100_sxm/vllm/0.24.0", mixtral, (2,), tmp_path)
+    assert (out / "dense" / "runtime_model.json").is_file()
+    c = ProfiledMoECostModel(out, mixtral, GPUS["h100-sxm"], 2, 1, RooflineConfig())
+    assert c.sources["attention"].startswith("measured: dense/")
+    # the MoE model's layer attention is the dense profile's table, chunks and prefixes as it prices them
+    assert c._decode_layer(64, 64_000) == c.dense_attention.attention_decode_time(64, 64_000)
+    assert c._prefill_layer([1000, 200], [0, 500]) == c.dense_attention.attention_prefill_time([1000, 200], [0, 500])
+    assert "prefill and decode attention (dense/, fitted)" in " ".join(__import__("json").loads((out / "provenance.json").read_text())["priced"]["measured"])

@@ -107,3 +107,32 @@ def write_dense_gemms(path: Path, root: Path, system: str, model: ModelSpec, tps
             w.writerow(DENSE_GEMM_COLUMNS)
             w.writerows(rows)
     return sorted(held)
+
+
+DENSE_FOLDER = "dense"
+
+
+def write_dense_attention(spec: str, model: ModelSpec, tps: list[int], out: Path, source: str = "--source", field: str = "") -> Path | None:
+    """Import and fit the dense profile of a grouped-query MoE model's attention into ``out/dense``; None for a latent-attention model.
+
+    The dense importer (``profiler/imports/aiconfigurator.py``) and fit (``profiler/fit.py``) run
+    on the model with its MoE block removed (``moe=None``: the same attention, projections,
+    norms and vocabulary), at every attention TP degree of ``tps`` (``attention_tps``). The MoE
+    cost model reads its prefill and decode attention tables from the fitted runtime model
+    (``simulator/cost_models/profiled_moe.py``); its MLP rows (at the model's
+    ``intermediate_size``) are not used.
+
+    Raises:
+        ScenarioError: the dense importer's errors (no attention table for the system, ...).
+    """
+    import dataclasses
+
+    from profiler.fit import fit_bundle
+    from profiler.imports import build
+
+    if model.mla is not None:
+        return None
+    folder = Path(out) / DENSE_FOLDER
+    build(f"aiconfigurator:{spec}", dataclasses.replace(model, moe=None), tuple(attention_tps(tps)), folder, source, field).write()
+    fit_bundle(folder, html=False)
+    return folder

@@ -24,13 +24,13 @@ import json
 from pathlib import Path
 
 from profiler.catalogue_moe import MOE, MOE_SHAPE_COLUMNS, expert_counts, expert_shape, router_counts
-from profiler.imports.aiconfigurator_dense_gemm import DENSE_GEMM_TABLE, write_dense_gemms
+from profiler.imports.aiconfigurator_dense_gemm import DENSE_FOLDER, DENSE_GEMM_TABLE, write_dense_attention, write_dense_gemms
 from profiler.imports.aiconfigurator import EXTRA, PACKAGE, URL, _closest_version, gemm_times, package_root, package_version, parse, system_spec
 from simulator.errors import ScenarioError
 from simulator.specs.model import ModelSpec
 
 MOE_COLUMNS = ("operator", "implementation", "dtype", "tp", *MOE_SHAPE_COLUMNS, "flops", "nbytes", "median_s", "origin")
-MOE_FORMAT = 4
+MOE_FORMAT = 5
 # moe_perf moe_dtype -> the bundle's dtype: bf16 weights and activations (quantization none); e4m3
 # weights in 128 x 128 blocks with per-token-group activations (the FP8 checkpoints of DeepSeek-V3
 # and Qwen3, servesim quantization fp8).
@@ -188,6 +188,12 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
         for tp in sorted(tps):
             operators[str(tp)].append("router_gemm (bfloat16)")
     dense = write_dense_gemms(root / "data" / system / "gemm" / framework / version / "gemm_perf.parquet", root, system, model, sorted(tps), out)
+    attention, notes = None, []
+    if model.mla is None:
+        try:
+            attention = write_dense_attention(spec, model, sorted(tps), out, source, field)
+        except ScenarioError as e:  # a system without attention or GEMM tables: attention stays the roofline's
+            notes.append(f"attention not imported ({e}); priced by the roofline")
     mla_files = _write_mla(root / "data" / system / "mla" / framework, version, model, sorted(tps), out) if model.mla is not None else []
     with open(out / "moe.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -205,11 +211,15 @@ def import_moe(spec: str, model: ModelSpec, tps: tuple[int, ...], out: Path, sou
     if dense:
         manifest["dense_gemms"] = {"table": DENSE_GEMM_TABLE, "operators": dense, "file": f"data/{system}/gemm/{framework}/{version}/gemm_perf.parquet",
                                    "what": "the system's measured GEMMs at the dense linear layers (attention projections, shared experts, dense MLP, lm_head)"}
+    if attention is not None:
+        manifest["attention"] = {"folder": DENSE_FOLDER, "what": "the dense importer's bundle of the model without its MoE block, fitted: prefill and decode attention tables"}
     if mla_files:
         manifest["mla"] = {"files": [str(Path(f).relative_to(root)) for f in mla_files], "table": MLA_TABLE, "priced": True,
                            "what": "vLLM DeepseekV2MLAAttention forward (fused_qkv_a_proj, q/kv_a norms, q_b_proj, rotary, latent cache write, kv_b_proj or W_UK/W_UV, attention, o_proj), bf16 KV cache, one GPU"}
     if path.parent.name != version:
-        manifest["notes"] = [f"MoE measured with {framework} {path.parent.name} (the closest version collected)"]
+        notes.append(f"MoE measured with {framework} {path.parent.name} (the closest version collected)")
+    if notes:
+        manifest["notes"] = notes
     with open(out / "moe_profile.json", "w") as f:
         json.dump(manifest, f, indent=1)
     with open(out / "provenance.json", "w") as f:  # what the run header shows (source, device, what is measured)
@@ -268,8 +278,10 @@ def priced_parts(root: Path) -> dict[str, list[str]]:
     roofline = ["router top-k", "all-reduce", "all-to-all", "norms and elementwise", "host overhead"]
     if (root / MLA_TABLE).is_file():
         measured.append("MLA module: projections, norms, rotary, cache write, attention, o_proj (mla.csv)")
+    elif (root / DENSE_FOLDER / "runtime_model.json").is_file():
+        measured.append(f"prefill and decode attention ({DENSE_FOLDER}/, fitted)")
     else:
-        roofline.append("attention and its projections")
+        roofline.append("attention")
     if (root / DENSE_GEMM_TABLE).is_file():
         measured.append("bf16 dense GEMMs: attention projections, shared experts, dense MLP, lm_head (dense_gemm.csv)")
         roofline.append("FP8 dense linears")

@@ -24,7 +24,10 @@ them (the same table scheme over the step's tokens per rank; its top-k softmax s
 roofline's). Shared experts, all-reduce and all-to-all stay the roofline's; for a latent-attention model
 whose bundle holds ``mla.csv`` rows at the GPU's heads and dtype, the whole MLA module
 (projections, norms, rotary, cache write, attention, o_proj) is read from them
-(``simulator/cost_models/profiled_mla.py``), else it too stays the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
+(``simulator/cost_models/profiled_mla.py``); a grouped-query model's prefill and decode
+attention is read from the fitted dense profile the import writes into ``dense/`` (the dense
+importer and fit run on the model without its MoE block); bf16 dense linears (attention
+projections, shared experts, dense MLP, lm_head) from ``dense_gemm.csv``; else they stay the roofline's, as ``MoERooflineCostModel`` prices them (labelled ``roofline`` in
 ``sources``). With data-parallel attention the measured moe_sum covers all the group's tokens on
 the GPU, as the collector ran it, where the roofline sums only the rank's held tokens.
 """
@@ -32,6 +35,7 @@ the GPU, as the collector ran it, where the roofline sums only the rank's held t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,6 +43,7 @@ import numpy as np
 
 from simulator.cost_models.moe import MoELayer
 from simulator.cost_models.profiled_mla import MLAModuleTables, read_mla_rows
+from simulator.cost_models.profiled import ProfiledCostModel
 from simulator.cost_models.roofline import RooflineCostModel
 from simulator.cost_models.roofline_moe import MoERooflineCostModel
 from simulator.cost_models.tables import Table1D
@@ -97,7 +102,7 @@ def read_router_table(root: Path, hidden: int, num_experts: int) -> tuple[np.nda
     return tokens, np.array([float(np.median(by_tokens[int(m)])) for m in tokens])
 
 
-DENSE_GEMM_FILE = "dense_gemm.csv"
+DENSE_GEMM_FILE, DENSE_FOLDER = "dense_gemm.csv", "dense"
 
 
 def read_dense_gemms(root: Path) -> dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]]:
@@ -192,6 +197,7 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         self._parts_cache.clear()
         self._token_time_cache.clear()
         self.mla_module = self._mla_module(quantization)
+        self.dense_attention = self._dense_attention(gpu, params, dtype_bytes, quantization, source)
         self.dense_gemms = {key: Table1D(ms, secs, lambda m, k=key[1], n=key[2]: RooflineCostModel.gemm_time(self, int(round(m)), k, n))
                             for key, (ms, secs) in read_dense_gemms(self.bundle).items() if key[0] == "bfloat16"}
         self._sample_time_cache.clear()
@@ -200,8 +206,19 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         self.sources = {"experts": f"measured: {manifest.get('provenance', {}).get('source', str(bundle))} moe_experts",
                         "router": "measured: router_gemm" if router is not None else "roofline",
                         "dense_gemms": f"measured: {DENSE_GEMM_FILE} ({len(self.dense_gemms)} shapes)" if self.dense_gemms else "roofline",
-                        "attention": "measured: mla_module (projections, attention, o_proj)" if self.mla_module is not None else "roofline",
+                        "attention": "measured: mla_module (projections, attention, o_proj)" if self.mla_module is not None
+                        else f"measured: {DENSE_FOLDER}/ attention tables" if self.dense_attention is not None else "roofline",
                         "all_reduce": "roofline", "all_to_all": "roofline"}
+
+    def _dense_attention(self, gpu, params, dtype_bytes: int, quantization: str, source: str) -> ProfiledCostModel | None:
+        """The fitted dense profile of a grouped-query model's attention (``dense/`` in the bundle), or None (MLA, none, or not at this TP / dtype)."""
+        folder = self.bundle / DENSE_FOLDER
+        if self.latent is not None or not (folder / "runtime_model.json").is_file():
+            return None
+        try:
+            return ProfiledCostModel(folder, dataclasses.replace(self.model, moe=None), gpu, self.tp, 1, params, dtype_bytes, quantization, 1, source)
+        except ScenarioError:
+            return None
 
     def _mla_module(self, quantization: str) -> MLAModuleTables | None:
         """The measured MLA module of this GPU's heads (``profiled_mla.py``), or None (no MLA, no ``mla.csv`` rows, a sliding window)."""
@@ -231,12 +248,18 @@ class ProfiledMoECostModel(MoERooflineCostModel):
         h, b = self.model.hidden_size, self.dtype_bytes
         return {"attention_projections": 0.0, "elementwise": self.elementwise_time(4 * t * h * b), "all_reduce": self.all_reduce_time(t * h * b)}
 
+    # A grouped-query model's attention reads the fitted dense profile's prefill and decode
+    # tables (its own chunk and prefix handling, ``profiled.py``); sliding-window layers stay the roofline's.
     def _prefill_layer(self, new: list[int], prefix: list[int], window: int | None = None) -> float:
-        if getattr(self, "mla_module", None) is None or window is not None:
-            return super()._prefill_layer(new, prefix, window)
-        return self.mla_module.prefill_time(new, prefix)
+        if window is None and getattr(self, "mla_module", None) is not None:
+            return self.mla_module.prefill_time(new, prefix)
+        if window is None and getattr(self, "dense_attention", None) is not None:
+            return self.dense_attention.attention_prefill_time(new, prefix)
+        return super()._prefill_layer(new, prefix, window)
 
     def _decode_layer(self, requests: int, context: float) -> float:
-        if getattr(self, "mla_module", None) is None:
-            return super()._decode_layer(requests, context)
-        return self.mla_module.decode_time(requests, context)
+        if getattr(self, "mla_module", None) is not None:
+            return self.mla_module.decode_time(requests, context)
+        if getattr(self, "dense_attention", None) is not None and not self.sliding_layers:
+            return self.dense_attention.attention_decode_time(requests, int(round(context)))
+        return super()._decode_layer(requests, context)
