@@ -104,3 +104,10 @@ def test_nothing_perturbed_gives_a_point_interval(tmp_path):
     ok = result.table[result.table["feasible"]]
     assert (ok["capacity_lo"] == ok["capacity_rps"]).all() and (ok["capacity_hi"] == ok["capacity_rps"]).all()
     assert (ok["usd_per_hour_lo"] == ok["usd_per_hour"]).all()
+
+
+def test_report_table_shows_the_ranges(four, tmp_path):
+    from simulator.reports.plan_report import write_plan_report
+
+    page = write_plan_report(four, tmp_path / "plan.html").read_text()
+    assert "capacity lo" in page and "USD/h hi" in page

@@ -310,6 +310,10 @@ def _table_html(frame: pd.DataFrame, ranked: bool) -> str:
         cols = [("rank", "rank", "int"), ("deployment", "replica configuration", "str"), ("capacity_rps", "capacity / replica (req/s)", "rate"),
                 ("num_replicas", "replicas", "int"), ("num_gpus", "GPUs", "int"), ("usd_per_hour", "USD/h", "usd"),
                 ("usd_per_million_output_tokens", "USD/M output tokens", "usd3")]
+        if "capacity_lo" in frame.columns:  # prediction intervals (simulator.studies.plan.intervals)
+            cols[3:3] = [("capacity_lo", "capacity lo", "rate"), ("capacity_hi", "capacity hi", "rate")]
+            cols[6:6] = [("replicas_lo", "replicas lo", "int"), ("replicas_hi", "replicas hi", "int")]
+            cols += [("usd_per_hour_lo", "USD/h lo", "usd"), ("usd_per_hour_hi", "USD/h hi", "usd")]
     else:
         cols = [("deployment", "replica configuration", "str"), ("stage", "stage", "str"), ("capacity_rps", "capacity / replica (req/s)", "rate"),
                 ("reason", "reason", "str")]
