@@ -182,7 +182,11 @@ def interval_note(table: pd.DataFrame) -> str | None:
     a, b = ok.iloc[0], ok.iloc[1]
 
     def span(r) -> str:
-        return f"${r['usd_per_hour_lo']:,.2f}-{r['usd_per_hour_hi']:,.2f}/h" if pd.notna(r["usd_per_hour_hi"]) else f"${r['usd_per_hour_lo']:,.2f}/h or more"
+        if pd.isna(r["usd_per_hour_hi"]):
+            return f"${r['usd_per_hour_lo']:,.2f}/h or more"
+        if r["usd_per_hour_hi"] == r["usd_per_hour_lo"]:
+            return f"${r['usd_per_hour_lo']:,.2f}/h"
+        return f"${r['usd_per_hour_lo']:,.2f}-{r['usd_per_hour_hi']:,.2f}/h"
 
     if clear:
         return f"The winner is clearly cheaper: its cost interval ({span(a)}) lies below the runner-up's ({span(b)})."
