@@ -98,7 +98,11 @@ class Replica:
             batch = scheduler.schedule(env.now)
             if batch is None:
                 self._wakeup = env.event()
-                yield self._wakeup
+                wake_at = scheduler.wake_time(env.now)
+                if wake_at is not None and wake_at > env.now:
+                    yield self._wakeup | env.timeout(wake_at - env.now)  # a batching delay ends
+                else:
+                    yield self._wakeup
                 self._wakeup = None
                 continue
             start = env.now

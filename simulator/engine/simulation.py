@@ -89,14 +89,30 @@ def unused_fields(scenario: Scenario, source: str = "<scenario>") -> list[tuple[
         ScenarioError: an unknown scheduler.
     """
     cluster, name = scenario.cluster, scenario.scheduler.name
+    out = _unused_policy_knobs(scenario.scheduler)
     if is_disaggregated(scenario, source):
         if cluster.num_replicas != 1:
-            return [("cluster.num_replicas", f"{name} sizes its pools with cluster.prefill.num_replicas and cluster.decode.num_replicas")]
-        return []
+            out.append(("cluster.num_replicas", f"{name} sizes its pools with cluster.prefill.num_replicas and cluster.decode.num_replicas"))
+        return out
     why = "used by disaggregated schedulers (distserve) only"
-    out = [(f"cluster.{pool}", why) for pool in ("prefill", "decode") if getattr(cluster, pool) is not None]
+    out += [(f"cluster.{pool}", why) for pool in ("prefill", "decode") if getattr(cluster, pool) is not None]
     if cluster.kv_transfer != type(cluster.kv_transfer)():
         out.append(("cluster.kv_transfer", why))
+    return out
+
+
+# Scheduler knobs named for the one policy that reads them (scheduler.<policy>_<knob>).
+_POLICY_KNOB_PREFIXES = ("fastserve", "sjf", "static")
+
+
+def _unused_policy_knobs(config) -> list[tuple[str, str]]:
+    """``scheduler.<policy>_*`` fields set away from their defaults under another scheduler."""
+    defaults = type(config)()
+    out = []
+    for field in dataclasses.fields(config):
+        policy = field.name.split("_", 1)[0]
+        if policy in _POLICY_KNOB_PREFIXES and policy != config.name and getattr(config, field.name) != getattr(defaults, field.name):
+            out.append((f"scheduler.{field.name}", f"read by the {policy} scheduler only"))
     return out
 
 

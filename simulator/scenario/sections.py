@@ -192,6 +192,13 @@ class SchedulerConfig:
     sjf_predictor_sigma: NonNegativeFloat = 0.5  # assumed: a ranker of moderate quality
     sjf_predictor_seed: Annotated[int, Field(ge=0)] = 0
     sjf_starve_limit_s: PositiveFloat = 10.0  # assumed
+    # static only (simulator/schedulers/static.py): dynamic batching as NVIDIA Triton Inference
+    # Server's dynamic batcher (model configuration ``dynamic_batching``: ``max_queue_delay_microseconds``
+    # and ``preferred_batch_size``). An idle replica holds its waiting requests until this many
+    # have queued or the oldest has waited this long. None (the default): a batch forms as soon as
+    # the replica is idle, Triton's default delay of 0.
+    static_max_queue_delay_ms: NonNegativeFloat | None = None
+    static_preferred_batch_size: PositiveInt | None = None  # None: max_num_seqs
 
 
 @_frozen

@@ -102,6 +102,12 @@ class Scheduler:
         """Queue a newly arrived request."""
         self.waiting.append(request)
 
+    def wake_time(self, now: float) -> float | None:
+        """When a replica whose ``schedule`` just returned None should call it again with no
+        new event (s, simulation time, > ``now``); None: only on the next event (an arrival, a
+        transfer ending). Policies that wait on purpose (a batching delay) return its end."""
+        return None
+
     def num_cached_prefix_tokens(self, request: Request) -> int:
         """Prompt tokens of ``request`` this replica's prefix cache holds now (0 when off).
 

@@ -23,6 +23,13 @@ This policy:
 
 Nothing is preempted (``preemption_mode`` has no effect). Prefix caching, when on, skips the
 cached part of each prompt.
+
+Dynamic batching (``static_max_queue_delay_ms``, ``static_preferred_batch_size``), as NVIDIA
+Triton Inference Server's dynamic batcher (model configuration ``dynamic_batching``, documented
+in its user guide "Batchers"): an idle replica does not form a batch while fewer than the
+preferred number of requests wait and the oldest of them has waited less than the delay; when
+either holds, the batch forms as above (so it may still be smaller than preferred, and at most
+``max_num_seqs``). The delay counts from the oldest waiting request's arrival.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class StaticScheduler(Scheduler):
     def __init__(self, config: SchedulerConfig, block_manager: BlockManager, max_num_batched_tokens: int, max_model_len: int, swap_space: SwapSpace | None = None) -> None:
         super().__init__(config, block_manager, max_num_batched_tokens, max_model_len, swap_space)
         self._num_unfinished = 0  # requests of the current batch still generating
+        delay_ms = config.static_max_queue_delay_ms
+        self.max_queue_delay_s = None if delay_ms is None else delay_ms * 1e-3
+        self.preferred_batch_size = min(config.static_preferred_batch_size or self.max_num_seqs, self.max_num_seqs)
 
     def schedule(self, now: float) -> Batch | None:
         if not self.running:
@@ -54,7 +64,22 @@ class StaticScheduler(Scheduler):
                 batch.add_idle_slot(request.num_tokens)
         return batch
 
+    def _holding(self, now: float) -> bool:
+        """Whether dynamic batching holds the waiting requests back for a fuller batch now."""
+        # A nanosecond of slack: the replica wakes at now + (deadline - now), which float rounding
+        # may put a hair before the deadline.
+        return (self.max_queue_delay_s is not None and 0 < len(self.waiting) < self.preferred_batch_size
+                and now + 1e-9 < self.waiting[0].arrival_time + self.max_queue_delay_s)
+
+    def wake_time(self, now: float) -> float | None:
+        """The end of the oldest waiting request's batching delay, while the batch is held."""
+        if self.running or not self._holding(now):
+            return None
+        return self.waiting[0].arrival_time + self.max_queue_delay_s
+
     def _form_batch(self, now: float) -> Batch | None:
+        if self._holding(now):
+            return None
         waiting, block_manager = self.waiting, self.block_manager
         batch = Batch()
         num_tokens = 0
