@@ -293,3 +293,17 @@ def test_find_capacity_resumes_from_the_cache(tmp_path, constant_cost, monkeypat
     second = find_capacity(scenario, criterion, cache=cache)
     assert second.capacity_rps == first.capacity_rps
     assert [(r, m) for r, m, _ in second.points] == [(r, m) for r, m, _ in first.points]
+
+
+def test_a_step_time_factor_scales_the_capacity_and_keys_the_cache(tmp_path, constant_cost):
+    # Steps 1.2x as long (T' = 12 ms): by the closed form above with T' for T, request h meets
+    # TTFT <= 1.5 T while g >= T' - (1.5 T - T') / h. The cache keeps the two searches apart.
+    scenario = one_at_a_time(evenly_spaced_trace(tmp_path))
+    criterion = CapacityCriterion(None, (("ttft_s", "p99", 1.5 * STEP_S),))
+    cache = RunCache(tmp_path / "cache")
+    plain = find_capacity(scenario, criterion, cache=cache, rel_tol=0.02)
+    slow = find_capacity(scenario, criterion, cache=cache, rel_tol=0.02, step_time_factor=1.2)
+    h, t = 0.99 * (NUM_REQUESTS - 1), 1.2 * STEP_S
+    expected = 1.0 / (t - (1.5 * STEP_S - t) / h)  # 83.4 req/s
+    assert expected / 1.02 <= slow.capacity_rps <= expected and plain.capacity_rps > 1.15 * slow.capacity_rps
+    assert find_capacity(scenario, criterion, cache=cache, rel_tol=0.02).capacity_rps == plain.capacity_rps

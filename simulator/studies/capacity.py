@@ -79,6 +79,7 @@ def find_capacity(
     cache: RunCache | None = None,
     early_stop: bool = True,
     source: str = "<scenario>",
+    step_time_factor: float = 1.0,
 ) -> CapacityResult:
     """The highest arrival rate (req/s) at which ``scenario`` meets ``criterion``, by bisection.
 
@@ -130,7 +131,8 @@ def find_capacity(
     points: list[tuple[float, bool, dict]] = []
 
     def probe(rate: float) -> bool:
-        met, summary = evaluate(with_rate(scenario, rate, source), criterion, cache=cache, early_stop=early_stop, source=source)
+        met, summary = evaluate(with_rate(scenario, rate, source), criterion, cache=cache, early_stop=early_stop, source=source,
+                                step_time_factor=step_time_factor)
         points.append((rate, met, summary))
         return met
 

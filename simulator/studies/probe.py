@@ -107,7 +107,8 @@ def _stopped_summary(sim: Simulation, reason: str) -> dict:
     return summary
 
 
-def evaluate(scenario: Scenario, criterion: CapacityCriterion, *, cache: RunCache | None = None, early_stop: bool = True, source: str = "<scenario>") -> tuple[bool, dict]:
+def evaluate(scenario: Scenario, criterion: CapacityCriterion, *, cache: RunCache | None = None, early_stop: bool = True, source: str = "<scenario>",
+             step_time_factor: float = 1.0) -> tuple[bool, dict]:
     """Run ``scenario`` once and judge it: ``(met, summary)``.
 
     With ``early_stop`` the run ends as soon as enough finished requests have missed that the
@@ -115,16 +116,25 @@ def evaluate(scenario: Scenario, criterion: CapacityCriterion, *, cache: RunCach
     arrived (``_stopped_summary``), has ``stopped_early: True`` and ``stop_reason``, and ``met``
     is False. An overloaded run, whose queue would take long to drain, so costs a fraction of a
     full one. Every summary has ``stopped_early`` and ``wall_time_s`` (building included).
-    Results are cached under ``run_key(scenario, {"capacity": criterion, "early_stop": ...})``.
+    ``step_time_factor`` != 1 prices every step x that factor (``PerturbedCostModel``: a
+    replicate of a prediction interval, ``simulator.studies.intervals``). Results are cached
+    under ``run_key(scenario, {"capacity": criterion, "early_stop": ...})``, the factor in the
+    key when it is not 1.
 
     Raises:
         ScenarioError: the scenario cannot be built.
     """
-    key = run_key(scenario, {"capacity": criterion.to_dict(), "early_stop": early_stop}) if cache is not None else ""
+    extra = {"capacity": criterion.to_dict(), "early_stop": early_stop} | ({"step_time_factor": step_time_factor} if step_time_factor != 1.0 else {})
+    key = run_key(scenario, extra) if cache is not None else ""
     if cache is not None and (hit := cache.get(key)) is not None:
         return bool(hit["met"]), hit["summary"]
     wall_start = time.perf_counter()
     sim = _WatchedSimulation(scenario, criterion, source) if early_stop else Simulation(scenario, source)
+    if step_time_factor != 1.0:
+        from simulator.cost_models.perturbed import PerturbedCostModel
+
+        for replica in sim.replicas:  # before the run: a replica reads its cost model when its loop starts
+            replica.cost_model = PerturbedCostModel(replica.cost_model, step_time_factor)
     try:
         summary = sim.run().summary
         summary["stopped_early"] = False

@@ -20,7 +20,6 @@ its ``usd_per_hour_hi`` is below the runner-up's ``usd_per_hour_lo``.
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,37 +43,6 @@ class ReplicateCapacityTask:
     rate_lo_rps: float | None
     rate_hi_rps: float | None
     cache_dir: str | None
-
-
-@contextmanager
-def _step_times_scaled(factor: float):
-    """Every simulation the capacity probes build prices its steps x ``factor`` (this process only).
-
-    ``find_capacity`` builds its simulations itself, so the probe module's simulation classes
-    are replaced by subclasses that wrap each replica's cost model in ``PerturbedCostModel``
-    after construction (before the run: a replica reads its cost model when its loop starts).
-    """
-    import simulator.studies.probe as probe
-    from simulator.cost_models.perturbed import PerturbedCostModel
-
-    if factor == 1.0:
-        yield
-        return
-    saved = probe.Simulation, probe._WatchedSimulation
-
-    def wrap(base):
-        class Scaled(base):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                for replica in self.replicas:
-                    replica.cost_model = PerturbedCostModel(replica.cost_model, factor)
-        return Scaled
-
-    probe.Simulation, probe._WatchedSimulation = wrap(saved[0]), wrap(saved[1])
-    try:
-        yield
-    finally:
-        probe.Simulation, probe._WatchedSimulation = saved
 
 
 def run_replicate_capacity(task: ReplicateCapacityTask) -> float:
@@ -105,8 +73,7 @@ def run_replicate_capacity(task: ReplicateCapacityTask) -> float:
             folder.mkdir(parents=True, exist_ok=True)
             scenario = _bootstrapped(scenario, rep.source, rep.bootstrap_seed, folder)
         try:
-            with _step_times_scaled(rep.step_time_factor):
-                result = find_capacity(scenario, task.criterion, cache=cache, source=rep.source, **kwargs)
+            result = find_capacity(scenario, task.criterion, cache=cache, source=rep.source, step_time_factor=rep.step_time_factor, **kwargs)
         except ScenarioError:
             return 0.0
     return float(result.capacity_rps or 0.0)
