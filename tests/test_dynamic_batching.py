@@ -9,25 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import simulator.engine.simulation
 from simulator.engine.simulation import simulate, unused_fields
 from simulator.scenario import load_scenario
 from tests.conftest import make_request
+from tests.test_capacity import constant_cost  # noqa: F401  (the fixture: every iteration STEP_S = 10 ms)
 from tests.test_static_scheduler import make_scheduler
-
-STEP_S = 0.01
-
-
-class ConstantStepCost:
-    """Every iteration takes ``STEP_S``, whatever it holds."""
-
-    def step_time(self, batch) -> float:
-        return STEP_S
-
-
-@pytest.fixture
-def constant_cost(monkeypatch):
-    monkeypatch.setattr(simulator.engine.simulation, "build_cost_model", lambda scenario, deployment, source="<scenario>": ConstantStepCost())
 
 
 def trace(tmp_path: Path, arrivals: list[float], output: int = 2) -> Path:

@@ -139,24 +139,42 @@ def named_profile(value: str, model: ModelSpec, tp: int, source: str = "<scenari
     def slug(text: str) -> str:
         return "".join(c if c.isalnum() or c in "._-" else "-" for c in text)[-48:].strip("-.")
 
-    root = cache_root()
-    final = root / f"{parsed[0]}-{slug(parsed[1])}-{slug(Path(model.name).stem)}-tp{tp}-{_key(value, model, tp, base)}"
-    if (final / "runtime_model.json").is_file():
-        return final
-    from profiler.fit import fit_bundle
+    final = cache_root() / f"{parsed[0]}-{slug(parsed[1])}-{slug(Path(model.name).stem)}-tp{tp}-{_key(value, model, tp, base)}"
 
+    def make(tmp: Path) -> None:
+        from profiler.fit import fit_bundle
+
+        build(value, model, (tp,), tmp, source, field, base).write()
+        fit_bundle(tmp, html=False)
+
+    return cached_bundle(final, "runtime_model.json", make, value, source, field)
+
+
+def cached_bundle(final: Path, marker: str, make: Callable[[Path], None], value: str, source: str = "<scenario>", field: str = "hardware.profile") -> Path:
+    """``final``, a bundle folder in the profile cache, made by ``make(folder)`` unless it holds ``marker`` already.
+
+    ``make`` writes into a temporary folder beside ``final``, which is then renamed into place in
+    one step, so an interrupted import leaves nothing half-written and two processes importing
+    the same source at once both end with one whole bundle (the second uses the first's).
+
+    Raises:
+        ScenarioError: the cache folder cannot be written (naming ``value`` and ``field``); or
+            whatever ``make`` raises.
+    """
+    if (final / marker).is_file():
+        return final
+    root = final.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
     except OSError as e:
         raise ScenarioError(source, field, value, f"cannot write the profile cache {root} ({e.strerror})", "set SERVESIM_CACHE_DIR to a writable folder") from None
     try:
-        build(value, model, (tp,), tmp, source, field, base).write()
-        fit_bundle(tmp, html=False)
+        make(tmp)
         try:
             os.replace(tmp, final)
         except OSError:  # another process finished first: use its bundle
-            if not (final / "runtime_model.json").is_file():
+            if not (final / marker).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -238,34 +238,14 @@ def named_moe_profile(value: str, model: ModelSpec, tp: int, source: str = "<sce
         ScenarioError: see ``import_moe``; the cache folder cannot be written.
     """
     import hashlib
-    import os
-    import shutil
-    import tempfile
 
-    from profiler.imports import cache_root
+    from profiler.imports import cache_root, cached_bundle
 
     spec = value.partition(":")[2]
     ident = {"value": value, "model": model_fields(model), "tp": tp, "format": MOE_FORMAT, "package_version": package_version()}
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-    root = cache_root()
-    final = root / f"moe-{spec.replace('/', '-')}-{Path(model.name).stem}-tp{tp}-{key}"
-    if (final / "moe_profile.json").is_file():
-        return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".import-moe-", dir=root))
-    except OSError as e:
-        raise ScenarioError(source, field, value, f"cannot write the profile cache {root} ({e.strerror})", "set SERVESIM_CACHE_DIR to a writable folder") from None
-    try:
-        import_moe(spec, model, (tp,), tmp, source, field)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first: use its bundle
-            if not (final / "moe_profile.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    final = cache_root() / f"moe-{spec.replace('/', '-')}-{Path(model.name).stem}-tp{tp}-{key}"
+    return cached_bundle(final, "moe_profile.json", lambda tmp: import_moe(spec, model, (tp,), tmp, source, field), value, source, field)
 
 
 def priced_parts(root: Path) -> dict[str, list[str]]:
