@@ -264,3 +264,14 @@ def test_run_and_profile_compare_print_json_and_csv(tmp_path):
     bundle = str(synthetic_bundle(tmp_path / "bundle"))
     ratios = json.loads(CliRunner().invoke(main, ["profile", "compare", bundle, bundle, "--format", "json"], catch_exceptions=False).stdout)
     assert ratios["operators"] and all(r["median"] == pytest.approx(1.0) for r in ratios["operators"])  # a bundle against itself
+
+
+def test_a_moe_profile_says_which_parts_it_measured():
+    from simulator.reports.run_header import header_rows
+
+    prov = {"source": "aiconfigurator:h100_sxm/vllm/0.24.0", "priced": {"measured": ["routed experts + moe_sum (moe.csv)"], "roofline": ["all-reduce"]}}
+    run = {"cost_model": {"kind": "profiled", "profile": "p", "bundle": "p", "provenance": prov}}
+    rows = dict(header_rows(run))
+    assert rows["cost model"] == "profile p (aiconfigurator:h100_sxm/vllm/0.24.0)"
+    assert rows["priced"] == "measured: routed experts + moe_sum (moe.csv); roofline: all-reduce"
+    assert "priced" not in dict(header_rows({"cost_model": {"kind": "profiled", "profile": "p", "bundle": "p", "provenance": {"source": "s"}}}))

@@ -285,6 +285,9 @@ def header_rows(run: Mapping[str, Any], short: bool = False) -> list[tuple[str, 
         prov = cost.get("provenance") or {}
         origin = ", ".join(str(prov[k]) for k in ("source", "device_name") if prov.get(k))
         rows.append(("cost model", f"profile {cost.get('profile')}" + (f" ({origin})" if origin else "") + (f" -> {cost['bundle']}" if cost.get("bundle") != cost.get("profile") else "")))
+        priced = prov.get("priced") or {}  # a mixture-of-experts bundle says which parts its tables price
+        if priced.get("measured") or priced.get("roofline"):
+            rows.append(("priced", f"measured: {', '.join(priced.get('measured') or ['none'])}; roofline: {', '.join(priced.get('roofline') or ['none'])}"))
     load = run.get("workload") or {}
     if load:
         rows.append(("workload", _workload_text(load)))
