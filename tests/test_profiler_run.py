@@ -1,8 +1,8 @@
 """A CPU profile of the tiny model, end to end: stop on budget, get killed, resume, fit, simulate.
 
 This is the CI run of the whole measuring path (no GPU): `servesim profile --device cpu` on a
-small sweep, twice interrupted, then completed, then `servesim fit`, then a scenario priced by
-the bundle. About half a minute on two cores.
+small sweep, twice interrupted, then completed (each profile a process of its own), then
+`servesim fit` and a scenario priced by the bundle (in this process).
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from profiler import TINY_MODEL_CONFIG
 from profiler.catalogue import KINDS, SHAPE_COLUMNS, plan, row_key
 from profiler.sweeps import SweepConfig
+from simulator.cli import main
 from simulator.specs.model import model_spec_from_hf_config
 from tests.conftest import REPO
 
 # Measuring runs torch (the `profile` extra); without it the whole path is skipped.
 pytest.importorskip("torch", reason="profiling needs torch (pip install -e '.[profile]')")
 
-SMALL = ["--max-tokens", "64", "--points-per-octave", "1", "--max-num-seqs", "8", "--max-context", "128", "--min-time-ms", "10"]
+SMALL = ["--max-tokens", "32", "--points-per-octave", "1", "--max-num-seqs", "8", "--max-context", "64", "--min-time-ms", "5"]
 
 
 def profile_args(out: Path, *extra: str) -> list[str]:
@@ -48,12 +50,12 @@ def rows_by_key(out: Path) -> list[tuple[str, ...]]:
 
 def planned() -> int:
     spec = model_spec_from_hf_config(TINY_MODEL_CONFIG)
-    sweep = SweepConfig.for_device("cpu").replace(max_tokens=64, points_per_octave=1, max_num_seqs=8, max_context=128)
+    sweep = SweepConfig.for_device("cpu").replace(max_tokens=32, points_per_octave=1, max_num_seqs=8, max_context=64)
     return len(plan(spec, [1], sweep, "float32", {}))
 
 
 @pytest.mark.slow
-def test_cpu_profile_stops_on_budget_survives_a_kill_resumes_and_fits(tmp_path):
+def test_cpu_profile_stops_on_budget_survives_a_kill_resumes_and_fits(tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     total = planned()
 
@@ -101,8 +103,10 @@ def test_cpu_profile_stops_on_budget_survives_a_kill_resumes_and_fits(tmp_path):
     assert set(device["runs"][-1]["seconds_by_kind"]) <= set(KINDS)
 
     # 4. Fit: the report names every operator with its held-out error.
-    fit = subprocess.run([sys.executable, "-m", "simulator.cli", "fit", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert fit.returncode == 0, fit.stderr
+    # Fit and run in this process: only the profile itself must be a process of its own (to be killed).
+    monkeypatch.chdir(tmp_path)
+    fit = CliRunner().invoke(main, ["fit", str(out)], catch_exceptions=False)
+    assert fit.exit_code == 0, fit.stderr
     assert "qkv_proj" in fit.stdout and "median %" in fit.stdout
     report = json.loads((out / "fit_report.json").read_text())
     assert report["target"] == "median_s" and report["summary"]["pooled_median_ape_pct"] is not None
@@ -119,8 +123,8 @@ def test_cpu_profile_stops_on_budget_survives_a_kill_resumes_and_fits(tmp_path):
         "output": {"report": False},
     }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
-    run = subprocess.run([sys.executable, "-m", "simulator.cli", "run", "s.yaml", "--out", "results", "-q"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+    run = CliRunner().invoke(main, ["run", "s.yaml", "--out", "results", "-q"], catch_exceptions=False)
+    assert run.exit_code == 0, run.stderr
     assert json.loads((tmp_path / "results" / "summary.json").read_text())["num_completed"] == 40
 
 
