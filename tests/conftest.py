@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,28 @@ REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces"
 AZURE_CONV = TRACES / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
 MOONCAKE_CONV = TRACES / "mooncake" / "conversation_trace.jsonl"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servesim_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """One servesim cache (``$SERVESIM_CACHE_DIR``: imported profiles, fitted runtime models) for the
+    whole test run, never the user's ``~/.cache/servesim``.
+
+    Under pytest-xdist every worker shares it (the folder beside the workers' own temporary
+    folders): a named profile one test imports is then imported once per run, which the cache's
+    rename-into-place makes safe for processes importing at once. Tests that check the cache
+    itself set their own with ``monkeypatch.setenv``. Subprocesses inherit it.
+    """
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "servesim-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = os.environ.get("SERVESIM_CACHE_DIR")
+    os.environ["SERVESIM_CACHE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("SERVESIM_CACHE_DIR", None)
+    else:
+        os.environ["SERVESIM_CACHE_DIR"] = saved
 
 
 def servesim(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,11 +137,21 @@ def test_scenario_with_a_moe_profile_folder_and_an_unsupported_source(tmp_path) 
         build_cost_model(scenario, resolve_deployment(scenario, str(path)))
 
 
-def test_import_from_the_installed_package(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def installed_import(tmp_path_factory) -> tuple[Path, str]:
+    """(bundle folder, stdout) of ``servesim profile import`` of Mixtral-8x7B at TP 2 from the
+    installed package's H100 vLLM tables: one import shared by the tests that read it."""
     pytest.importorskip("aiconfigurator_core")
-    from profiler.imports.aiconfigurator_moe import import_moe
+    from tests.conftest import servesim
 
-    out = import_moe("h100_sxm/vllm/0.24.0", MIXTRAL, (2,), tmp_path)
+    tmp = tmp_path_factory.mktemp("moe-import")
+    proc = servesim("profile", "import", "aiconfigurator:h100_sxm/vllm/0.24.0", "--model", "mixtral-8x7b", "--tp", "2", "--out", str(tmp / "b"), cwd=tmp)
+    assert proc.returncode == 0, proc.stderr
+    return tmp / "b", proc.stdout
+
+
+def test_import_from_the_installed_package(installed_import) -> None:
+    out, _ = installed_import
     manifest = json.loads((out / "moe_profile.json").read_text())
     assert "moe_experts (bfloat16, expert TP 2)" in manifest["operators"]["2"] and manifest["provenance"]["system"] == "h100_sxm"
     table = pd.read_csv(out / "moe.csv")
@@ -236,10 +247,6 @@ def test_deepseek_v3_imports_fp8_experts_and_the_mla_module_tables(tmp_path) -> 
     assert not pre.duplicated(["num_seqs", "new_tokens"]).any() and pre.new_tokens.max() == 32768 and pre.new_tokens.min() == 1
 
 
-def test_the_command_line_says_a_moe_bundle_is_ready_without_a_fit(tmp_path) -> None:
-    pytest.importorskip("aiconfigurator_core")
-    from tests.conftest import servesim
-
-    proc = servesim("profile", "import", "aiconfigurator:h100_sxm/vllm/0.24.0", "--model", "mixtral-8x7b", "--tp", "2", "--out", str(tmp_path / "b"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert f"use it: --set hardware.profile={tmp_path / 'b'}" in proc.stdout and "servesim fit" not in proc.stdout
+def test_the_command_line_says_a_moe_bundle_is_ready_without_a_fit(installed_import) -> None:
+    out, stdout = installed_import
+    assert f"use it: --set hardware.profile={out}" in stdout and "servesim fit" not in stdout
